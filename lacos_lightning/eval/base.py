@@ -1,0 +1,99 @@
+"""The evaluator interface and the parser of evaluator specs from config.
+
+An evaluator owns a DataLoader of raw texts and a torchmetrics Metric. ``update(encoder, batch)``
+embeds one batch and updates the metric, ``compute()`` returns named scores (x100). The same object
+runs inside Lightning's validation/test loops (progress bar, distributed sync through torchmetrics)
+or alone through :meth:`Evaluator.run`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from lacos_lightning.errors import ConfigError
+
+
+class Evaluator:
+    """Base class; subclasses set ``name``, ``metric`` and implement ``update`` and ``compute``."""
+
+    name: str
+    metric: torch.nn.Module
+
+    def __init__(self, batch_size: int = 64) -> None:
+        self.batch_size = batch_size
+
+    def dataloader(self) -> DataLoader:
+        raise NotImplementedError
+
+    def update(self, encoder: Any, batch: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def compute(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        self.metric.reset()
+
+    @torch.inference_mode()
+    def run(self, encoder: Any, progress: bool = True) -> dict[str, float]:
+        """Evaluate ``encoder`` outside Lightning (eval mode, no gradients)."""
+        was_training = encoder.training
+        encoder.eval()
+        self.metric.to(encoder.device)
+        self.reset()
+        for batch in tqdm(self.dataloader(), desc=self.name, disable=not progress, leave=False):
+            self.update(encoder, batch)
+        scores = self.compute()
+        self.reset()
+        encoder.train(was_training)
+        return scores
+
+
+def _texts_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    return {key: [row[key] for row in batch] for key in batch[0]}
+
+
+def text_loader(rows: list[dict[str, Any]], batch_size: int) -> DataLoader:
+    """A sequential loader of raw-text rows."""
+    return DataLoader(rows, batch_size=batch_size, shuffle=False, collate_fn=_texts_collate)
+
+
+def build_evaluators(specs: Any, root: Path | None, batch_size: int = 64) -> list[Evaluator]:
+    """Build evaluators from config specs.
+
+    A spec is a string ``sts:LANG:SPLIT`` (STS-B, e.g. ``sts:en:dev``), ``tatoeba:LANG`` (e.g.
+    ``tatoeba:deu``), or a mapping ``{kind: sts_file, path: ..., columns: [s1, s2, score], header:
+    bool, name: ...}`` for scored pairs in a local file. All data is read here, before any model.
+    """
+    from lacos_lightning.data.readers import check_records, read_table, select_columns
+    from lacos_lightning.data.recipes import stsb, tatoeba
+    from lacos_lightning.eval.bitext import BitextEvaluator
+    from lacos_lightning.eval.sts import STSEvaluator
+
+    out: list[Evaluator] = []
+    for spec in specs or []:
+        if isinstance(spec, str):
+            parts = spec.split(":")
+            if parts[0] == "sts" and len(parts) == 3:
+                records = stsb(parts[1], parts[2], root)
+                out.append(STSEvaluator(f"stsb-{parts[1]}-{parts[2]}", records, batch_size))
+                continue
+            if parts[0] == "tatoeba" and len(parts) == 2:
+                src, eng = tatoeba(parts[1], root)
+                out.append(BitextEvaluator(f"tatoeba-{parts[1]}", src, eng, batch_size))
+                continue
+            raise ConfigError(f"evaluator spec {spec!r} is unknown; use sts:LANG:SPLIT, tatoeba:LANG or a sts_file mapping")
+        spec = dict(spec)
+        if spec.get("kind") != "sts_file" or "path" not in spec:
+            raise ConfigError(f"evaluator spec {spec} needs kind: sts_file and a path")
+        frame = read_table(spec["path"], spec.get("format"), bool(spec.get("header", False)))
+        s1, s2, score = spec.get("columns", [0, 1, 2])
+        records = select_columns(frame, {"anchor": s1, "positive": s2, "score": score}, spec["path"])
+        check_records(records, spec["path"])
+        out.append(STSEvaluator(spec.get("name", Path(spec["path"]).stem), records, batch_size))
+    return out

@@ -1,0 +1,72 @@
+"""Export a trained encoder: the peft adapter, and a sentence-transformers folder with merged fp32 weights."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from transformers import AutoModel
+
+from lacos_lightning.models import Encoder
+
+ST_POOLING = {"mean": "mean", "cls": "cls", "last_token": "lasttoken", "weighted_mean": "weightedmean"}
+
+
+def save_adapter(encoder: Encoder, folder: str | Path) -> Path:
+    """Save what trained: the peft adapter (peft format), the projection, and the encoder config."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if encoder.cfg.peft.method == "lora":
+        encoder.backbone.save_pretrained(folder)
+    elif encoder.cfg.peft.method == "full":
+        encoder.base_model.save_pretrained(folder / "backbone")
+    if encoder.projection is not None:
+        torch.save(encoder.projection.state_dict(), folder / "projection.pt")
+    (folder / "encoder.json").write_text(json.dumps(asdict(encoder.cfg), indent=2))
+    encoder.tokenizer.save_pretrained(folder / "tokenizer")
+    return folder
+
+
+def merged_backbone(encoder: Encoder) -> torch.nn.Module:
+    """The backbone in fp32 with any LoRA update merged in (loaded afresh, so a quantized run exports
+    full-precision base weights plus its adapter)."""
+    method = encoder.cfg.peft.method
+    if method == "full":
+        return encoder.base_model.float()
+    base = AutoModel.from_pretrained(encoder.info["weights"], dtype=torch.float32)
+    if method == "none":
+        return base
+    from peft import PeftModel
+
+    with tempfile.TemporaryDirectory() as tmp:
+        encoder.backbone.save_pretrained(tmp)
+        return PeftModel.from_pretrained(base, tmp).merge_and_unload()
+
+
+def export_sentence_transformers(encoder: Encoder, folder: str | Path) -> Path:
+    """Write a folder that ``SentenceTransformer(folder)`` loads: transformer, pooling, dense, normalize."""
+    from sentence_transformers import SentenceTransformer, models
+
+    folder = Path(folder)
+    with tempfile.TemporaryDirectory() as tmp:
+        merged_backbone(encoder).save_pretrained(tmp)
+        encoder.tokenizer.save_pretrained(tmp)
+        modules: list[torch.nn.Module] = [models.Transformer(tmp, max_seq_length=encoder.max_seq_length)]
+        modules.append(models.Pooling(encoder.hidden_size, pooling_mode=ST_POOLING[encoder.cfg.pooling]))
+        if encoder.projection is not None:
+            dense = models.Dense(
+                encoder.hidden_size, encoder.output_dim, bias=True, activation_function=torch.nn.Identity()
+            )
+            dense.linear.load_state_dict({k: v.float() for k, v in encoder.projection.state_dict().items()})
+            modules.append(dense)
+        if encoder.cfg.normalize:
+            modules.append(models.Normalize())
+        model = SentenceTransformer(modules=modules, device="cpu")
+        if folder.exists():
+            shutil.rmtree(folder)
+        model.save(str(folder))
+    return folder

@@ -1,0 +1,35 @@
+"""Loggers from config: CSV always, W&B (offline by default) when ``logger=wandb``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import CSVLogger, Logger
+
+
+def build_loggers(cfg: DictConfig, out: Path) -> list[Logger]:
+    spec = cfg.get("logger") or {}
+    loggers: list[Logger] = [CSVLogger(save_dir=str(out), name="csv", version="")]
+    wandb = spec.get("wandb")
+    if wandb:
+        from pytorch_lightning.loggers import WandbLogger
+
+        os.environ.setdefault("WANDB_MODE", str(wandb.get("mode", "offline")))
+        os.environ.setdefault("WANDB_SILENT", "true")
+        config: Any = OmegaConf.to_container(cfg, resolve=True)
+        loggers.append(
+            WandbLogger(
+                project=wandb.get("project", "lacos-lightning"),
+                entity=wandb.get("entity"),
+                group=wandb.get("group"),
+                tags=list(wandb.get("tags") or []),
+                name=wandb.get("name") or out.name,
+                save_dir=str(out),
+                config=config,
+                log_model=False,
+            )
+        )
+    return loggers

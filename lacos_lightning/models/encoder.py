@@ -1,0 +1,150 @@
+"""The Encoder: backbone (quantized or not) + parameter-efficient method + pooling + projection + normalize."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+from torch import nn
+from tqdm.auto import tqdm
+
+from lacos_lightning.errors import ConfigError
+from lacos_lightning.models.backbone import load_backbone
+from lacos_lightning.models.config import EncoderConfig
+from lacos_lightning.models.pooling import pool
+
+log = logging.getLogger(__name__)
+
+
+def default_target_modules(model_type: str) -> list[str]:
+    """peft's default LoRA targets for an architecture."""
+    targets = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model_type)
+    if not targets:
+        raise ConfigError(f"no default LoRA target modules for model type {model_type!r}; set peft.target_modules")
+    return list(targets)
+
+
+class Encoder(nn.Module):
+    """Turns text into a vector; the one object every task trains, evaluates and exports.
+
+    Args:
+        cfg: validated :class:`EncoderConfig`.
+    """
+
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        model, self.tokenizer, self.info = load_backbone(cfg)
+        self.model_type = model.config.model_type
+        self.hidden_size = model.config.hidden_size
+        self.max_seq_length = cfg.max_seq_length or self.info.get("max_seq_length") or 128
+        self.backbone = self._apply_peft(model)
+        self.projection = nn.Linear(self.hidden_size, cfg.projection_dim) if cfg.projection_dim else None
+        accepted = inspect.signature(model.forward).parameters
+        self._input_keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in accepted]
+        self.train()  # from_pretrained returns eval mode; training uses the backbone's dropout
+
+    def _apply_peft(self, model: nn.Module) -> nn.Module:
+        settings = self.cfg.peft
+        if self.cfg.bits in (8, 4):
+            model = prepare_model_for_kbit_training(
+                model, use_gradient_checkpointing=self.cfg.gradient_checkpointing,
+                gradient_checkpointing_kwargs={"use_reentrant": False},
+            )
+        elif self.cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if settings.method == "lora":
+            targets = settings.target_modules or default_target_modules(self.model_type)
+            lora = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=targets)
+            try:
+                return get_peft_model(model, lora)
+            except ValueError as err:
+                raise ConfigError(f"peft.target_modules={targets} do not fit {self.model_type}: {err}") from err
+        for param in model.parameters():
+            param.requires_grad_(settings.method == "full")
+        return model
+
+    @property
+    def output_dim(self) -> int:
+        return self.cfg.projection_dim or self.hidden_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def base_model(self) -> nn.Module:
+        """The transformers model under any peft wrapper."""
+        return self.backbone.get_base_model() if hasattr(self.backbone, "get_base_model") else self.backbone
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Tokenize, pad on the right and truncate to ``max_seq_length``."""
+        batch = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="pt"
+        )
+        return {k: batch[k] for k in self._input_keys if k in batch}
+
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Embed a tokenized batch: (batch, output_dim) float32 tensor."""
+        inputs = {k: v for k, v in features.items() if k in self._input_keys}
+        hidden = self.backbone(**inputs).last_hidden_state
+        emb = pool(hidden.float(), inputs["attention_mask"], self.cfg.pooling)
+        if self.projection is not None:
+            emb = self.projection(emb.to(self.projection.weight.dtype)).float()
+        return F.normalize(emb, dim=-1) if self.cfg.normalize else emb
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False, desc: str = "encode") -> torch.Tensor:
+        """Embed ``texts`` in eval mode, longest first for less padding; rows in input order, on CPU."""
+        was_training = self.training
+        self.eval()
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out: list[torch.Tensor] = []
+        device = self.device
+        for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, leave=False):
+            chunk = [texts[i] for i in order[start : start + batch_size]]
+            features = {k: v.to(device) for k, v in self.tokenize(chunk).items()}
+            out.append(self(features).cpu())
+        self.train(was_training)
+        if not out:
+            return torch.empty(0, self.output_dim)
+        stacked = torch.cat(out)
+        result = torch.empty_like(stacked)
+        result[torch.tensor(order)] = stacked
+        return result
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only the weights that train (LoRA matrices, projection): what checkpoints hold."""
+        return {n: p.detach().clone() for n, p in self.named_parameters() if p.requires_grad}
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable and total parameters; 4-bit weights count as their unpacked number."""
+        total = trainable = 0
+        for param in self.parameters():
+            n = param.numel()
+            if getattr(param, "quant_state", None) is not None or param.__class__.__name__ == "Params4bit":
+                n *= 2
+            total += n
+            if param.requires_grad:
+                trainable += n
+        return {"trainable_params": trainable, "total_params": total}
+
+    def describe(self) -> dict[str, Any]:
+        """Facts about this encoder for metrics.json and the run log."""
+        return {
+            "backbone": self.cfg.name,
+            "model_type": self.model_type,
+            "bits": self.cfg.bits,
+            "peft_method": self.cfg.peft.method,
+            "lora_r": self.cfg.peft.r if self.cfg.peft.method == "lora" else None,
+            "pooling": self.cfg.pooling,
+            "output_dim": self.output_dim,
+            "max_seq_length": self.max_seq_length,
+            **self.parameter_counts(),
+        }

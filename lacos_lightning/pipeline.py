@@ -1,0 +1,173 @@
+"""The run pipeline: validate everything, read data, build trainer, encoder and task, fit, test, export.
+
+Kept apart from the Hydra entry point so tests and other tools can run a composed config directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+from lacos_lightning.data import DataConfig, PairDataModule, load_source
+from lacos_lightning.data.datamodule import subsample
+from lacos_lightning.data.recipes import data_dir
+from lacos_lightning.errors import ConfigError, LacosError, require
+from lacos_lightning.eval import build_evaluators
+from lacos_lightning.losses import LossConfig
+from lacos_lightning.models import Encoder, EncoderConfig
+from lacos_lightning.run_record import RunRecord, SpeedMonitor
+from lacos_lightning.tasks import ContrastiveTask, OptimConfig
+
+log = logging.getLogger("lacos_lightning")
+TASKS = ("contrastive",)
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) or OmegaConf.is_config(node) else node
+
+
+class Pipeline:
+    """One run. ``run()`` returns the final metrics.json content.
+
+    The order matters: settings and data are validated (and the run's ``metrics.json`` written with
+    status ``running``) before the trainer and the model are built, so bad input costs no model load.
+    """
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.paths.output_dir)
+        self.record = RunRecord(self.out, str(cfg.get("task", "contrastive")), {})
+
+    def run(self) -> dict[str, Any]:
+        try:
+            self._run()
+        except KeyboardInterrupt:
+            self.record.finish("interrupted", "KeyboardInterrupt")
+            raise
+        except LacosError as err:
+            self.record.finish("invalid", str(err))
+            raise
+        except Exception as err:
+            self.record.finish("failed", f"{type(err).__name__}: {err}")
+            raise
+        return self.record.data
+
+    # -- steps -------------------------------------------------------------------------------------
+    def settings(self) -> None:
+        cfg = self.cfg
+        require(cfg.get("task", "contrastive") in TASKS, f"task={cfg.get('task')!r} is unknown; choose one of {TASKS}")
+        self.encoder_cfg = EncoderConfig.from_dict(_plain(cfg.encoder))
+        self.loss_cfg = LossConfig(**_plain(cfg.loss))
+        self.optim_cfg = OptimConfig(**_plain(cfg.optim))
+        self.data_cfg = DataConfig(**_plain(cfg.data))
+        ckpt = cfg.get("ckpt_path")
+        require(not ckpt or Path(ckpt).is_file(), f"ckpt_path={ckpt} does not exist")
+
+    def read_data(self) -> None:
+        root = data_dir(self.cfg.paths.get("data_dir"))
+        records = load_source(self.data_cfg.train, root)
+        self.records = subsample(records, self.data_cfg)
+        has_scores = "score" in self.records[0]
+        if self.loss_cfg.needs_scores:
+            require(has_scores, "loss.name=cosent needs scored pairs (a score column); use loss=mnrl for pairs")
+        require(len(self.records) >= self.data_cfg.batch_size,
+                f"only {len(self.records)} training examples, fewer than data.batch_size={self.data_cfg.batch_size}")
+        ev = self.cfg.get("eval", {})
+        batch = int(ev.get("batch_size", 64))
+        self.val_evaluators = build_evaluators(_plain(ev.get("val")), root, batch)
+        self.test_evaluators = build_evaluators(_plain(ev.get("test")), root, batch)
+
+    def trainer(self) -> pl.Trainer:
+        from pytorch_lightning.callbacks import ModelCheckpoint
+
+        from lacos_lightning.loggers import build_loggers
+
+        cfg = self.cfg
+        self.speed = SpeedMonitor()
+        every = cfg.checkpoint.get("every_n_steps")
+        callbacks = [
+            self.speed,
+            ModelCheckpoint(dirpath=self.out / "checkpoints", save_last=True, save_top_k=0,
+                            every_n_train_steps=every or None, save_on_train_epoch_end=True),
+        ]
+        kwargs = _plain(cfg.trainer)
+        if not self.val_evaluators:
+            kwargs["limit_val_batches"] = 0
+        try:
+            return pl.Trainer(default_root_dir=str(self.out), callbacks=callbacks,
+                              logger=build_loggers(cfg, self.out), **kwargs)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"trainer settings rejected: {err}") from err
+        except Exception as err:
+            if type(err).__name__ == "MisconfigurationException":
+                raise ConfigError(f"trainer settings rejected: {err}") from err
+            raise
+
+    def _run(self) -> None:
+        self.settings()
+        self.read_data()
+        self.record.update(axes=self.axes())
+        trainer = self.trainer()
+        pl.seed_everything(int(self.cfg.seed), workers=True, verbose=False)
+        encoder = Encoder(self.encoder_cfg)
+        self.record.update(params=self.params(encoder))
+        log.info("encoder: %s", encoder.describe())
+        task = ContrastiveTask(encoder, self.loss_cfg, self.optim_cfg, self.val_evaluators, self.test_evaluators)
+        datamodule = PairDataModule(self.records, self.data_cfg, encoder.tokenize, self.val_evaluators, self.test_evaluators)
+        trainer.fit(task, datamodule=datamodule, ckpt_path=self.cfg.get("ckpt_path"))
+        if trainer.interrupted:
+            self.record.finish("interrupted", "training was interrupted; continue with resume=" + str(self.out))
+            return
+        self.record.update(speed=self.speed.summary(), scores=self.scores(trainer))
+        if self.test_evaluators:
+            trainer.test(task, datamodule=datamodule, verbose=False)
+            self.record.update(scores=self.scores(trainer))
+        if trainer.is_global_zero:
+            self.record.update(exports=self.export(encoder))
+        self.record.finish("completed")
+
+    # -- pieces --------------------------------------------------------------------------------------
+    def axes(self) -> dict[str, Any]:
+        e, d, o = self.encoder_cfg, self.data_cfg, self.optim_cfg
+        return {
+            "backbone": e.name if not e.random_init else f"random-{e.random_init.get('model_type')}",
+            "backbone_shape": e.random_init,
+            "bits": e.bits,
+            "peft_method": e.peft.method,
+            "lora_r": e.peft.r if e.peft.method == "lora" else None,
+            "data": self.data_cfg.train.recipe,
+            "data_volume": len(self.records),
+            "batch_size": d.batch_size,
+            "lr": o.lr,
+            "optimizer": o.name,
+            "loss": self.loss_cfg.name,
+            "seed": int(self.cfg.seed),
+            "experiment": self.cfg.get("experiment_name"),
+        }
+
+    @staticmethod
+    def params(encoder: Encoder) -> dict[str, Any]:
+        counts = encoder.parameter_counts()
+        counts["trainable_pct"] = round(100 * counts["trainable_params"] / max(counts["total_params"], 1), 4)
+        counts["output_dim"] = encoder.output_dim
+        return counts
+
+    @staticmethod
+    def scores(trainer: pl.Trainer) -> dict[str, float]:
+        return {k: round(float(v), 4) for k, v in trainer.callback_metrics.items()
+                if k.startswith(("sts/", "bitext/"))}
+
+    def export(self, encoder: Encoder) -> dict[str, str]:
+        from lacos_lightning.export import export_sentence_transformers, save_adapter
+
+        spec = self.cfg.get("export", {})
+        out: dict[str, str] = {}
+        if spec.get("adapter", True):
+            out["adapter"] = str(save_adapter(encoder, self.out / "adapter"))
+        if spec.get("sentence_transformers", True):
+            out["sentence_transformers"] = str(export_sentence_transformers(encoder, self.out / "sentence_transformers"))
+        return out

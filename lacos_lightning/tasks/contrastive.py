@@ -1,0 +1,115 @@
+"""Siamese contrastive training (LACoS-BLOOM): one encoder embeds both sides; in-batch negatives loss."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from lacos_lightning.data.loader import ResumableLoader
+from lacos_lightning.eval.base import Evaluator
+from lacos_lightning.losses import LossConfig
+from lacos_lightning.models import Encoder
+from lacos_lightning.tasks.optim import OptimConfig
+
+
+class EmbeddingTask(pl.LightningModule):
+    """What every task shares: evaluation loops, trainable-only checkpoints, exact resume, optimizer.
+
+    Subclasses implement ``training_step``.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        optim: OptimConfig,
+        val_evaluators: list[Evaluator] | None = None,
+        test_evaluators: list[Evaluator] | None = None,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.optim = optim
+        self.val_evaluators = list(val_evaluators or [])
+        self.test_evaluators = list(test_evaluators or [])
+        # Registered so that torchmetrics states follow the device; they hold no weights.
+        self._eval_metrics = torch.nn.ModuleList([ev.metric for ev in self.val_evaluators + self.test_evaluators])
+        self.strict_loading = False  # checkpoints hold only the trainable weights
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        return self.optim.build(self.parameters(), int(self.trainer.estimated_stepping_batches))
+
+    def _mark_consumed(self, batch: dict[str, Any]) -> None:
+        loader = self.trainer.train_dataloader if self._trainer is not None else None
+        if isinstance(loader, ResumableLoader) and "position" in batch:
+            loader.mark_consumed(batch["position"])
+
+    def on_train_batch_start(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._mark_consumed(batch)
+
+    def _eval_step(self, evaluators: list[Evaluator], batch: dict[str, Any], dataloader_idx: int) -> None:
+        evaluators[dataloader_idx].update(self.encoder, batch)
+
+    def _eval_end(self, evaluators: list[Evaluator]) -> None:
+        for ev in evaluators:
+            self.log_dict(ev.compute(), prog_bar=len(evaluators) == 1)
+            ev.reset()
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(self.val_evaluators, batch, dataloader_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end(self.val_evaluators)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(self.test_evaluators, batch, dataloader_idx)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end(self.test_evaluators)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+        checkpoint["rng"] = {"torch": torch.get_rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "rng" in checkpoint:
+            torch.set_rng_state(checkpoint["rng"]["torch"])
+
+
+class ContrastiveTask(EmbeddingTask):
+    """In-batch-negatives contrastive training on pairs/triplets, or CoSENT on scored pairs.
+
+    A batch holds every text (anchors, positives, optional hard negatives) tokenized as one tensor, so
+    the two Siamese towers are one forward pass of the shared encoder.
+
+    Args:
+        encoder: the encoder to train.
+        loss: loss settings (:class:`LossConfig`).
+        optim: optimizer and schedule (:class:`OptimConfig`).
+        val_evaluators: evaluators for the validation loop.
+        test_evaluators: evaluators for the test loop.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        loss: LossConfig,
+        optim: OptimConfig,
+        val_evaluators: list[Evaluator] | None = None,
+        test_evaluators: list[Evaluator] | None = None,
+    ) -> None:
+        super().__init__(encoder, optim, val_evaluators, test_evaluators)
+        self.loss = loss
+        self.save_hyperparameters({"loss": asdict(loss), "optim": asdict(optim), "encoder": encoder.describe()})
+
+    def embed_batch(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Embeddings of a collated batch, split by role."""
+        emb = self.encoder(batch["features"])
+        return dict(zip(batch["roles"], emb.split(batch["size"])))
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss = self.loss(self.embed_batch(batch), batch.get("scores"))
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["size"])
+        return loss
