@@ -70,3 +70,29 @@ def export_sentence_transformers(encoder: Encoder, folder: str | Path) -> Path:
             shutil.rmtree(folder)
         model.save(str(folder))
     return folder
+
+
+def load_encoder(folder: str | Path, bits: int | None = None) -> Encoder:
+    """Rebuild an encoder saved by :func:`save_adapter` (optionally at another bit width)."""
+    from lacos_lightning.errors import ConfigError
+    from lacos_lightning.models import EncoderConfig
+
+    folder = Path(folder)
+    spec = folder / "encoder.json"
+    if not spec.is_file():
+        raise ConfigError(f"{folder} is not a saved adapter folder (no encoder.json)")
+    values = json.loads(spec.read_text())
+    if bits is not None:
+        values["bits"] = bits
+    if values["peft"]["method"] == "full":
+        values["name"] = str(folder / "backbone")
+        values["random_init"] = None
+    encoder = Encoder(EncoderConfig.from_dict(values))
+    if values["peft"]["method"] == "lora":
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(encoder.backbone, load_file(str(folder / "adapter_model.safetensors")))
+    if encoder.projection is not None:
+        encoder.projection.load_state_dict(torch.load(folder / "projection.pt", weights_only=True))
+    return encoder.eval()

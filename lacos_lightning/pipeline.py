@@ -27,7 +27,11 @@ TASKS = ("contrastive",)
 
 
 def _plain(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) or OmegaConf.is_config(node) else node
+    return (
+        OmegaConf.to_container(node, resolve=True)
+        if isinstance(node, DictConfig) or OmegaConf.is_config(node)
+        else node
+    )
 
 
 class Pipeline:
@@ -45,6 +49,7 @@ class Pipeline:
     def run(self) -> dict[str, Any]:
         try:
             self._run()
+            self._close_loggers()
         except KeyboardInterrupt:
             self.record.finish("interrupted", "KeyboardInterrupt")
             raise
@@ -53,8 +58,16 @@ class Pipeline:
             raise
         except Exception as err:
             self.record.finish("failed", f"{type(err).__name__}: {err}")
+            self._close_loggers(exit_code=1)
             raise
         return self.record.data
+
+    def _close_loggers(self, exit_code: int = 0) -> None:
+        """Finish W&B runs so their config and summary are written (Lightning leaves them open)."""
+        for logger in getattr(self, "loggers", []):
+            if type(logger).__name__ == "WandbLogger" and logger._experiment is not None:
+                logger.experiment.summary.update(self.record.data.get("scores", {}))
+                logger.experiment.finish(exit_code=exit_code)
 
     # -- steps -------------------------------------------------------------------------------------
     def settings(self) -> None:
@@ -74,8 +87,10 @@ class Pipeline:
         has_scores = "score" in self.records[0]
         if self.loss_cfg.needs_scores:
             require(has_scores, "loss.name=cosent needs scored pairs (a score column); use loss=mnrl for pairs")
-        require(len(self.records) >= self.data_cfg.batch_size,
-                f"only {len(self.records)} training examples, fewer than data.batch_size={self.data_cfg.batch_size}")
+        require(
+            len(self.records) >= self.data_cfg.batch_size,
+            f"only {len(self.records)} training examples, fewer than data.batch_size={self.data_cfg.batch_size}",
+        )
         ev = self.cfg.get("eval", {})
         batch = int(ev.get("batch_size", 64))
         self.val_evaluators = build_evaluators(_plain(ev.get("val")), root, batch)
@@ -91,15 +106,20 @@ class Pipeline:
         every = cfg.checkpoint.get("every_n_steps")
         callbacks = [
             self.speed,
-            ModelCheckpoint(dirpath=self.out / "checkpoints", save_last=True, save_top_k=0,
-                            every_n_train_steps=every or None, save_on_train_epoch_end=True),
+            ModelCheckpoint(
+                dirpath=self.out / "checkpoints",
+                save_last=True,
+                save_top_k=0,
+                every_n_train_steps=every or None,
+                save_on_train_epoch_end=True,
+            ),
         ]
         kwargs = _plain(cfg.trainer)
         if not self.val_evaluators:
             kwargs["limit_val_batches"] = 0
+        self.loggers = build_loggers(cfg, self.out)
         try:
-            return pl.Trainer(default_root_dir=str(self.out), callbacks=callbacks,
-                              logger=build_loggers(cfg, self.out), **kwargs)
+            return pl.Trainer(default_root_dir=str(self.out), callbacks=callbacks, logger=self.loggers, **kwargs)
         except (TypeError, ValueError) as err:
             raise ConfigError(f"trainer settings rejected: {err}") from err
         except Exception as err:
@@ -117,7 +137,9 @@ class Pipeline:
         self.record.update(params=self.params(encoder))
         log.info("encoder: %s", encoder.describe())
         task = ContrastiveTask(encoder, self.loss_cfg, self.optim_cfg, self.val_evaluators, self.test_evaluators)
-        datamodule = PairDataModule(self.records, self.data_cfg, encoder.tokenize, self.val_evaluators, self.test_evaluators)
+        datamodule = PairDataModule(
+            self.records, self.data_cfg, encoder.tokenize, self.val_evaluators, self.test_evaluators
+        )
         trainer.fit(task, datamodule=datamodule, ckpt_path=self.cfg.get("ckpt_path"))
         if trainer.interrupted:
             self.record.finish("interrupted", "training was interrupted; continue with resume=" + str(self.out))
@@ -158,8 +180,7 @@ class Pipeline:
 
     @staticmethod
     def scores(trainer: pl.Trainer) -> dict[str, float]:
-        return {k: round(float(v), 4) for k, v in trainer.callback_metrics.items()
-                if k.startswith(("sts/", "bitext/"))}
+        return {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.startswith(("sts/", "bitext/"))}
 
     def export(self, encoder: Encoder) -> dict[str, str]:
         from lacos_lightning.export import export_sentence_transformers, save_adapter
@@ -169,5 +190,7 @@ class Pipeline:
         if spec.get("adapter", True):
             out["adapter"] = str(save_adapter(encoder, self.out / "adapter"))
         if spec.get("sentence_transformers", True):
-            out["sentence_transformers"] = str(export_sentence_transformers(encoder, self.out / "sentence_transformers"))
+            out["sentence_transformers"] = str(
+                export_sentence_transformers(encoder, self.out / "sentence_transformers")
+            )
         return out

@@ -30,18 +30,26 @@ class SpeedMonitor(pl.Callback):
         self.seconds = 0.0
         self._start = 0.0
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         self._start = time.perf_counter()
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self.seconds += time.perf_counter() - self._start
         self.examples += int(batch.get("size", 0)) if isinstance(batch, dict) else 0
         self.steps += 1
 
     def summary(self) -> dict[str, Any]:
         rate = self.examples / self.seconds if self.seconds else None
-        return {"train_examples_seen": self.examples, "train_batches": self.steps,
-                "train_seconds": round(self.seconds, 3), "train_pairs_per_s": rate and round(rate, 2)}
+        return {
+            "train_examples_seen": self.examples,
+            "train_batches": self.steps,
+            "train_seconds": round(self.seconds, 3),
+            "train_pairs_per_s": rate and round(rate, 2),
+        }
 
 
 class RunRecord:

@@ -16,7 +16,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from lacos_lightning.errors import ConfigError, LacosError, require
+from lacos_lightning.errors import LacosError, require
 
 log = logging.getLogger("lacos_lightning")
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")

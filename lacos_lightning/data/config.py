@@ -59,8 +59,10 @@ class SourceConfig:
             )
         if self.score_range is not None:
             self.score_range = [float(x) for x in self.score_range]
-            require(len(self.score_range) == 2 and self.score_range[0] < self.score_range[1],
-                    f"data.train.score_range={self.score_range} must be [min, max] with min < max")
+            require(
+                len(self.score_range) == 2 and self.score_range[0] < self.score_range[1],
+                f"data.train.score_range={self.score_range} must be [min, max] with min < max",
+            )
 
 
 @dataclass
@@ -88,9 +90,13 @@ class DataConfig:
             from lacos_lightning.models.config import _from_mapping
 
             self.train = _from_mapping(SourceConfig, self.train, "data.train")
-        require(self.max_train_samples is None or self.max_train_samples >= 1,
-                f"data.max_train_samples={self.max_train_samples!r} must be >= 1")
-        require(self.train_fraction is None or 0 < self.train_fraction <= 1,
-                f"data.train_fraction={self.train_fraction!r} must be in (0, 1]")
+        require(
+            self.max_train_samples is None or self.max_train_samples >= 1,
+            f"data.max_train_samples={self.max_train_samples!r} must be >= 1",
+        )
+        require(
+            self.train_fraction is None or 0 < self.train_fraction <= 1,
+            f"data.train_fraction={self.train_fraction!r} must be in (0, 1]",
+        )
         require(self.batch_size >= 2, f"data.batch_size={self.batch_size!r} must be >= 2 for in-batch negatives")
         require(self.num_workers >= 0, f"data.num_workers={self.num_workers!r} must be >= 0")

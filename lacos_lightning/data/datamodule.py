@@ -71,8 +71,11 @@ class PairDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return ResumableLoader(
-            self.records, batch_size=self.cfg.batch_size, seed=self.cfg.seed,
-            collate_fn=self.collate, num_workers=self.cfg.num_workers,
+            self.records,
+            batch_size=self.cfg.batch_size,
+            seed=self.cfg.seed,
+            collate_fn=self.collate,
+            num_workers=self.cfg.num_workers,
         )
 
     def val_dataloader(self) -> list[DataLoader]:

@@ -55,6 +55,9 @@ class ResumableLoader(DataLoader):
 
     def __init__(self, dataset: Dataset, batch_size: int, seed: int, **kwargs: Any) -> None:
         self.epoch_sampler = EpochSampler(len(dataset), seed, batch_size)
+        # An own generator keeps DataLoader from drawing its base seed from the global RNG, which would
+        # shift dropout masks after a resume.
+        kwargs.setdefault("generator", torch.Generator().manual_seed(seed))
         super().__init__(dataset, batch_size=batch_size, sampler=self.epoch_sampler, drop_last=True, **kwargs)
         self.consumed = 0
         self._pending: dict[str, int] | None = None

@@ -16,7 +16,7 @@ from lacos_lightning.errors import DataError, HubUnavailableError
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 DATA_DIR_HINT = (
     "set LACOS_DATA_DIR (or paths.data_dir=...) to a local folder laid out like shared/data, "
-    "or set the source's path to a local file"
+    "or set the source's path to a local file (HF_HUB_OFFLINE=1 makes hub look-ups fail at once)"
 )
 
 

