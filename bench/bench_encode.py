@@ -25,11 +25,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lang", default="en", help="STS-B language of the test sentences (default en)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, one per core)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 512 sentences, 1 round")
-    parser.add_argument("--name", default="bench_encode", help="results file name under bench/results/")
+    parser.add_argument("--name", default=None, help="results file name under bench/results/ (default bench_encode)")
     args = parser.parse_args()
     if args.quick:
         args.repeats = 1
         args.limit = args.limit or 512
+    if args.name is None:
+        args.name = (
+            "bench_encode" + (f"-threads{args.threads}" if args.threads else "") + ("-quick" if args.quick else "")
+        )
     return args
 
 

@@ -102,7 +102,8 @@ def parse_args() -> argparse.Namespace:
     args.seq_len = args.seq_len or (32 if args.quick else 64)
     args.shape_dict = parse_shape(args.shape)
     if args.name is None:
-        args.name = "bench_memory" + ("-quick" if args.quick else "")
+        threads = f"-threads{args.threads}" if args.threads else ""
+        args.name = "bench_memory" + threads + ("-quick" if args.quick else "")
     if args.batch < 2 or args.batch % 2:
         parser.error("--batch must be an even number >= 2 (anchors and positives)")
     return args

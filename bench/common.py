@@ -191,7 +191,7 @@ def fmt(value: Any) -> str:
     if isinstance(value, float):
         if value != 0 and abs(value) < 1e-3:
             return f"{value:.2e}"
-        return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.2f}"
     return str(value)
 
 

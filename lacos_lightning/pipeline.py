@@ -20,6 +20,7 @@ from lacos_lightning.eval import build_evaluators
 from lacos_lightning.losses import LossConfig
 from lacos_lightning.models import Encoder, EncoderConfig
 from lacos_lightning.run_record import RunRecord, SpeedMonitor
+from lacos_lightning.strategies import full_weights, resolve_strategy
 from lacos_lightning.tasks import ContrastiveTask, OptimConfig
 
 log = logging.getLogger("lacos_lightning")
@@ -114,7 +115,8 @@ class Pipeline:
                 save_on_train_epoch_end=True,
             ),
         ]
-        kwargs = _plain(cfg.trainer)
+        kwargs = resolve_strategy(_plain(cfg.trainer))
+        self.task_kwargs = ContrastiveTask.take_trainer_settings(kwargs, self.loss_cfg)
         if not self.val_evaluators:
             kwargs["limit_val_batches"] = 0
         self.loggers = build_loggers(cfg, self.out)
@@ -136,7 +138,9 @@ class Pipeline:
         encoder = Encoder(self.encoder_cfg)
         self.record.update(params=self.params(encoder))
         log.info("encoder: %s", encoder.describe())
-        task = ContrastiveTask(encoder, self.loss_cfg, self.optim_cfg, self.val_evaluators, self.test_evaluators)
+        task = ContrastiveTask(
+            encoder, self.loss_cfg, self.optim_cfg, self.val_evaluators, self.test_evaluators, **self.task_kwargs
+        )
         datamodule = PairDataModule(
             self.records, self.data_cfg, encoder.tokenize, self.val_evaluators, self.test_evaluators
         )
@@ -148,8 +152,9 @@ class Pipeline:
         if self.test_evaluators:
             trainer.test(task, datamodule=datamodule, verbose=False)
             self.record.update(scores=self.scores(trainer))
-        if trainer.is_global_zero:
-            self.record.update(exports=self.export(encoder))
+        with full_weights(trainer):  # entered on every rank; only rank 0 writes
+            if trainer.is_global_zero:
+                self.record.update(exports=self.export(encoder))
         self.record.finish("completed")
 
     # -- pieces --------------------------------------------------------------------------------------

@@ -117,3 +117,19 @@ def test_resume_ends_where_uninterrupted_run_ends(tiny_cfg, tmp_path: Path, monk
     assert full.keys() == again.keys()
     for key in full:
         torch.testing.assert_close(again[key], full[key], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("pooling", ["last_token", "weighted_mean"])
+def test_sentence_transformers_export_of_decoder_with_projection(tiny_cfg, tmp_path: Path, pooling: str) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    from lacos_lightning.export import load_encoder
+
+    cfg = tiny_cfg("encoder.projection_dim=32", f"encoder.pooling={pooling}", "trainer.fast_dev_run=true", "optim.lr=1e-2")
+    record = Pipeline(cfg).run()
+    texts = ["A man plays the guitar.", "Two dogs run", "x", "A much longer sentence about a woman reading a book."]
+    ours = load_encoder(record["exports"]["adapter"]).encode(texts)
+    st = SentenceTransformer(record["exports"]["sentence_transformers"], device="cpu")
+    theirs = torch.from_numpy(st.encode(texts))
+    assert theirs.shape == (4, 32)
+    torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=0)

@@ -1,4 +1,4 @@
-"""Losses as pure functions of embeddings, plus a config wrapper."""
+"""Losses as pure functions of embeddings, plus a config wrapper, cross-device gathering and GradCache."""
 
 from __future__ import annotations
 
@@ -6,8 +6,22 @@ from lacos_lightning.losses.contrastive import (
     LOSSES,
     LossConfig,
     cosent,
+    cosent_from_similarities,
     info_nce,
     multiple_negatives_ranking,
 )
+from lacos_lightning.losses.distributed import cross_device_cosent, cross_device_mnrl, gather_with_grad
+from lacos_lightning.losses.gradcache import grad_cache_step
 
-__all__ = ["LOSSES", "LossConfig", "cosent", "info_nce", "multiple_negatives_ranking"]
+__all__ = [
+    "LOSSES",
+    "LossConfig",
+    "cosent",
+    "cosent_from_similarities",
+    "cross_device_cosent",
+    "cross_device_mnrl",
+    "gather_with_grad",
+    "grad_cache_step",
+    "info_nce",
+    "multiple_negatives_ranking",
+]

@@ -10,8 +10,9 @@ import pytorch_lightning as pl
 import torch
 
 from lacos_lightning.data.loader import ResumableLoader
+from lacos_lightning.errors import require
 from lacos_lightning.eval.base import Evaluator
-from lacos_lightning.losses import LossConfig
+from lacos_lightning.losses import LossConfig, grad_cache_step
 from lacos_lightning.models import Encoder
 from lacos_lightning.tasks.optim import OptimConfig
 
@@ -102,7 +103,12 @@ class ContrastiveTask(EmbeddingTask):
     """In-batch-negatives contrastive training on pairs/triplets, or CoSENT on scored pairs.
 
     A batch holds every text (anchors, positives, optional hard negatives) tokenized as one tensor, so
-    the two Siamese towers are one forward pass of the shared encoder.
+    the two Siamese towers are one forward pass of the shared encoder. Under data parallelism the loss
+    uses the examples of every rank (``loss.gather``).
+
+    With ``loss.grad_cache_chunk`` the step is GradCache (:func:`~lacos_lightning.losses.grad_cache_step`)
+    under Lightning's manual optimization: the task runs backward, clipping, the optimizer and the
+    schedule itself, so the Trainer must not clip or accumulate (see :meth:`take_trainer_settings`).
 
     Args:
         encoder: the encoder to train.
@@ -110,6 +116,9 @@ class ContrastiveTask(EmbeddingTask):
         optim: optimizer and schedule (:class:`OptimConfig`).
         val_evaluators: evaluators for the validation loop.
         test_evaluators: evaluators for the test loop.
+        gradient_clip_val: with GradCache, clip gradients to this value (``None``/0: no clipping);
+            without GradCache the Trainer clips.
+        gradient_clip_algorithm: ``norm`` or ``value``.
     """
 
     def __init__(
@@ -119,17 +128,75 @@ class ContrastiveTask(EmbeddingTask):
         optim: OptimConfig,
         val_evaluators: list[Evaluator] | None = None,
         test_evaluators: list[Evaluator] | None = None,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
     ) -> None:
         super().__init__(encoder, optim, val_evaluators, test_evaluators)
         self.loss = loss
+        self.automatic_optimization = loss.grad_cache_chunk is None
+        self.gradient_clip_val = gradient_clip_val
+        self.gradient_clip_algorithm = gradient_clip_algorithm or "norm"
         self.save_hyperparameters({"loss": asdict(loss), "optim": asdict(optim), "encoder": encoder.describe()})
+
+    @staticmethod
+    def take_trainer_settings(trainer_kwargs: dict[str, Any], loss: LossConfig) -> dict[str, Any]:
+        """Move what manual optimization does itself out of the Trainer keyword arguments.
+
+        Without GradCache nothing changes and ``{}`` is returned. With it, ``gradient_clip_val`` and
+        ``gradient_clip_algorithm`` are removed from ``trainer_kwargs`` (Lightning refuses them under
+        manual optimization) and returned as task keyword arguments; gradient accumulation is refused.
+        """
+        if loss.grad_cache_chunk is None:
+            return {}
+        accumulate = trainer_kwargs.get("accumulate_grad_batches") or 1
+        require(
+            accumulate == 1,
+            f"loss.grad_cache_chunk cannot be combined with trainer.accumulate_grad_batches={accumulate}; "
+            "set it to 1 and raise data.batch_size instead (GradCache keeps memory flat in the batch size)",
+        )
+        return {
+            "gradient_clip_val": trainer_kwargs.pop("gradient_clip_val", None),
+            "gradient_clip_algorithm": trainer_kwargs.pop("gradient_clip_algorithm", None),
+        }
 
     def embed_batch(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Embeddings of a collated batch, split by role."""
-        emb = self.encoder(batch["features"])
-        return dict(zip(batch["roles"], emb.split(batch["size"])))
+        return self.split_roles(self.encoder(batch["features"]), batch)
+
+    @staticmethod
+    def split_roles(embeddings: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Rows of the batch's embeddings by role (``anchor``, ``positive``, ``negative``)."""
+        return dict(zip(batch["roles"], embeddings.split(batch["size"])))
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        loss = self.loss(self.embed_batch(batch), batch.get("scores"))
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["size"])
+        if self.automatic_optimization:
+            loss = self.loss(self.embed_batch(batch), batch.get("scores"))
+        else:
+            loss = self._grad_cache_step(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["size"], sync_dist=True)
         return loss
+
+    def _grad_cache_step(self, batch: dict[str, Any]) -> torch.Tensor:
+        optimizer = self.optimizers()
+        scheduler = self.lr_schedulers()
+        optimizer.zero_grad()
+        loss = grad_cache_step(
+            self.encoder,
+            batch["features"],
+            lambda emb: self.loss(self.split_roles(emb, batch), batch.get("scores")),
+            self.loss.grad_cache_chunk,
+            backward=self.manual_backward,
+            no_sync=getattr(self.trainer.strategy, "block_backward_sync", None),
+        )
+        optimizer.step()  # clipping happens in on_before_optimizer_step, after AMP unscaling
+        if scheduler is not None:
+            scheduler.step()
+        return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if not self.automatic_optimization and self.gradient_clip_val:
+            self.clip_gradients(
+                optimizer,
+                gradient_clip_val=self.gradient_clip_val,
+                gradient_clip_algorithm=self.gradient_clip_algorithm,
+            )
