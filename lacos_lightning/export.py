@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 from dataclasses import asdict
@@ -13,6 +14,7 @@ from transformers import AutoModel
 
 from lacos_lightning.models import Encoder
 
+log = logging.getLogger(__name__)
 ST_POOLING = {"mean": "mean", "cls": "cls", "last_token": "lasttoken", "weighted_mean": "weightedmean"}
 
 
@@ -69,6 +71,16 @@ def export_sentence_transformers(encoder: Encoder, folder: str | Path) -> Path:
         if folder.exists():
             shutil.rmtree(folder)
         model.save(str(folder))
+    if encoder.info.get("append_eos"):
+        from transformers import AutoTokenizer
+
+        from lacos_lightning.models.backbone import appends_eos
+
+        if not appends_eos(AutoTokenizer.from_pretrained(folder)):
+            log.warning(
+                "%s: this tokenizer class does not keep the EOS template when saved; the exported folder "
+                "encodes without EOS, so last-token embeddings differ from the framework's", folder
+            )
     return folder
 
 

@@ -38,6 +38,7 @@ BASE_COLUMNS: list[tuple[str, str, str]] = [
     ("data_volume", "axes", "data_volume"),
     ("batch_size", "axes", "batch_size"),
     ("optimizer", "axes", "optimizer"),
+    ("lr", "axes", "lr"),
     ("trainable_params", "params", "trainable_params"),
     ("total_params", "params", "total_params"),
     ("trainable_pct", "params", "trainable_pct"),
@@ -96,6 +97,7 @@ def _axes_from_config(config: Any) -> dict[str, Any]:
         "data_volume": data.get("max_train_samples"),
         "batch_size": data.get("batch_size"),
         "optimizer": (config.get("optim") or {}).get("name"),
+        "lr": (config.get("optim") or {}).get("lr"),
     }
 
 
@@ -229,7 +231,8 @@ def _backbone_label(r: dict[str, Any]) -> str:
 def plot(
     rows: Sequence[dict[str, Any]], x_key: str, metric: str, path: Path, *, xlabel: str, log_x: bool, front: bool
 ) -> Path:
-    """Score against ``x_key``: one line per backbone, the Pareto front circled and joined (if ``front``)."""
+    """Score against ``x_key``: one line per backbone (its best score at each x; every run as a dot when
+    other axes vary), the Pareto front circled and joined (if ``front``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -241,8 +244,14 @@ def plot(
     for r in pts:
         groups.setdefault(_backbone_label(r), []).append(r)
     for label, members in sorted(groups.items()):
-        members = sorted(members, key=lambda r: r[x_key])
-        ax.plot([r[x_key] for r in members], [r["scores"][metric] for r in members], marker="o", label=label)
+        best: dict[float, float] = {}  # the line: best score at each x (other axes may vary between runs)
+        for r in members:
+            best[r[x_key]] = max(best.get(r[x_key], -math.inf), r["scores"][metric])
+        xs = sorted(best)
+        (line,) = ax.plot(xs, [best[x] for x in xs], marker="o", label=label)
+        if len(members) > len(xs):  # every run as a faint dot
+            ax.scatter([r[x_key] for r in members], [r["scores"][metric] for r in members], color=line.get_color(),
+                       alpha=0.35, s=18)  # fmt: skip
     if front and pts:
         idx = pareto_front([(r[x_key], r["scores"][metric]) for r in pts])
         best = sorted((pts[i] for i in idx), key=lambda r: r[x_key])
@@ -339,7 +348,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("folder", help="a multirun folder (every metrics.json below it is read)")
     parser.add_argument("--out", default=None, help="output folder (default FOLDER/report)")
-    parser.add_argument("--metric", default=None, help="score key for plots and Pareto flags (default: first test score)")
+    parser.add_argument(
+        "--metric", default=None, help="score key for plots and Pareto flags (default: first test score)"
+    )
     return parser.parse_args(argv)
 
 

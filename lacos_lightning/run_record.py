@@ -17,8 +17,21 @@ SCHEMA_VERSION = 1
 
 
 def peak_rss_gb() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
+    """Peak resident memory of this process so far, or since :func:`reset_peak_rss` (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def reset_peak_rss() -> bool:
+    """Reset the process's peak-RSS mark to its current RSS (Linux >= 4.0); False where not possible.
+
+    Hydra's basic launcher runs every job of a multirun in one process and joblib reuses its workers, so
+    without a reset a run's ``ru_maxrss`` would include the peaks of the runs before it.
+    """
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 class SpeedMonitor(pl.Callback):
@@ -59,6 +72,9 @@ class RunRecord:
     def __init__(self, folder: str | Path, task: str, axes: dict[str, Any]) -> None:
         self.path = Path(folder) / "metrics.json"
         self.started = time.time()
+        self.peak_scope = "run" if reset_peak_rss() else "process"
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
         self.data: dict[str, Any] = {
             "schema": SCHEMA_VERSION,
             "run_id": Path(folder).name,
@@ -85,7 +101,7 @@ class RunRecord:
         self.write()
 
     def finish(self, status: str, error: str | None = None) -> None:
-        memory = {"peak_rss_gb": round(peak_rss_gb(), 3)}
+        memory: dict[str, Any] = {"peak_rss_gb": round(peak_rss_gb(), 3), "peak_rss_scope": self.peak_scope}
         if torch.cuda.is_available():
             memory["peak_gpu_gb"] = round(torch.cuda.max_memory_allocated() / 1024**3, 3)
         self.update(status=status, error=error, memory=memory, wall_time_s=round(time.time() - self.started, 2))

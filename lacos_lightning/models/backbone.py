@@ -68,16 +68,18 @@ def _hub_call(fn: Any, name: str, *args: Any, **kwargs: Any) -> Any:
 
 
 def load_tokenizer(name: str, *, append_eos: bool) -> Any:
-    """Load the tokenizer; pad on the right and, for decoders, append EOS in the tokenizer itself.
+    """Load the tokenizer; pad on the right and, where asked, make every sequence end with EOS.
 
-    EOS is added through the fast tokenizer's post-processor, so the saved tokenizer (and therefore an
-    exported sentence-transformers folder) appends it too.
+    Tokenizers whose own template already ends with EOS/SEP (BERT's ``[CLS] ... [SEP]``) are left
+    as they are. Others get EOS through the fast tokenizer's post-processor, so the saved tokenizer
+    (and an exported sentence-transformers folder) appends it too where the tokenizer class keeps a
+    saved post-processor; :func:`appends_eos` checks a saved copy.
     """
     tokenizer = _hub_call(AutoTokenizer.from_pretrained, name)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     tokenizer.padding_side = "right"
-    if append_eos:
+    if append_eos and not appends_eos(tokenizer):
         eos = tokenizer.eos_token or tokenizer.sep_token
         if eos is None:
             raise ConfigError(f"tokenizer of {name!r} has no EOS or SEP token to append")
@@ -86,11 +88,18 @@ def load_tokenizer(name: str, *, append_eos: bool) -> Any:
         from tokenizers.processors import TemplateProcessing
 
         tokenizer._tokenizer.post_processor = TemplateProcessing(
-            single=f"$A {eos}",
-            pair=f"$A {eos} $B:1 {eos}:1",
-            special_tokens=[(eos, tokenizer.convert_tokens_to_ids(eos))],
+            single=f"$A {eos}", pair=f"$A {eos} $B:1 {eos}:1", special_tokens=[(eos, tokenizer.convert_tokens_to_ids(eos))]
         )
     return tokenizer
+
+
+def appends_eos(tokenizer: Any) -> bool:
+    """Whether ``tokenizer`` ends every encoded text with its EOS (or SEP) token."""
+    eos = tokenizer.eos_token or tokenizer.sep_token
+    if eos is None:
+        return False
+    ids = tokenizer("a")["input_ids"]
+    return bool(ids) and ids[-1] == tokenizer.convert_tokens_to_ids(eos)
 
 
 def _random_init_folder(cfg: EncoderConfig, vocab_size: int) -> str:

@@ -144,10 +144,18 @@ class ContrastiveTask(EmbeddingTask):
 
         Without GradCache nothing changes and ``{}`` is returned. With it, ``gradient_clip_val`` and
         ``gradient_clip_algorithm`` are removed from ``trainer_kwargs`` (Lightning refuses them under
-        manual optimization) and returned as task keyword arguments; gradient accumulation is refused.
+        manual optimization) and returned as task keyword arguments; gradient accumulation and DeepSpeed
+        are refused.
         """
         if loss.grad_cache_chunk is None:
             return {}
+        strategy = trainer_kwargs.get("strategy")
+        strategy_name = strategy if isinstance(strategy, str) else type(strategy).__name__
+        require(
+            "deepspeed" not in str(strategy_name).lower(),
+            "loss.grad_cache_chunk does not work with DeepSpeed (ZeRO reduces each gradient once per step, "
+            "GradCache backpropagates once per chunk); use trainer=ddp",
+        )
         accumulate = trainer_kwargs.get("accumulate_grad_batches") or 1
         require(
             accumulate == 1,
