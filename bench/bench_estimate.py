@@ -53,7 +53,6 @@ GRID = [(shape, bits, False) for shape in SHAPES for bits in (32, 16, 8, 4)] + [
     ("h1024-l4-v30k", 8, True),
 ]
 QUICK = [("h256-l4-v30k", 32, False), ("h256-l4-v30k", 4, False)]
-RESULTS = common.RESULTS_DIR / "estimate.json"
 
 
 def parse_args() -> argparse.Namespace:
@@ -65,7 +64,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per subprocess")
     parser.add_argument("--quick", action="store_true", help="two small configurations only")
-    parser.add_argument("--reuse", action="store_true", help="no new measurements: re-estimate results/estimate.json")
+    parser.add_argument(
+        "--reuse", action="store_true", help="no new measurements: re-estimate results/estimate.json (-quick.json)"
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -248,7 +249,8 @@ def compare(row: dict[str, Any], batch: int, seq_len: int, lora_r: int) -> dict[
         seq_len=seq_len,
         gradient_checkpointing=row["gc"],
         lora_dropout=0.05,
-        checkpoint_bytes_per_param=4,
+        checkpoint_bytes_per_param=4,  # random backbones are saved in fp32
+        vocab_in_use=30522,  # the MiniLM tokenizer supplies the token ids
     )
     est = estimate_memory(shape, setup, backend="cpu")
     out = dict(row)
@@ -288,6 +290,11 @@ COLUMNS = [
 ]
 
 
+def results_path(args: argparse.Namespace) -> Path:
+    """``results/estimate.json``, or ``estimate-quick.json`` for ``--quick`` (never overwrites the full run)."""
+    return common.RESULTS_DIR / ("estimate-quick.json" if args.quick else "estimate.json")
+
+
 def report(rows: list[dict[str, Any]], args: argparse.Namespace, measured_env: dict[str, Any] | None) -> None:
     rows = [compare(r, args.batch, args.seq_len, args.lora_r) for r in rows]
     errors = [abs(r["rel_error"]) for r in rows if "rel_error" in r]
@@ -301,12 +308,16 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, measured_env: d
         "measured_*: RSS minus the baseline after imports, GiB; load = building the Encoder, train = the steps (peak mark reset in between), measured = the larger.",
         "weights_gib / optimizer_gib / saved_activations_gib are tensor bytes (no allocator or page overhead); "
         "saved activations miss what bitsandbytes' 8-bit CPU matmul keeps in ctx.A.",
-        "Estimate: lacos_lightning.estimate, backend cpu (see docs/sweeps.md for the terms).",
+        "Estimate: lacos_lightning.estimate, backend cpu (terms in its module docstring and docs/sweeps.md). "
+        "Parameter bytes are exact (no fitting). The three CPU allocator/runtime constants were fitted on the four "
+        "32-bit rows only; the 8/4-bit quantization term (a freed fp16 copy of the linear weights kept by the "
+        "allocator) was added after seeing the 8/4-bit residuals. est_activations counts bitsandbytes' saved int8 "
+        "inputs and, with gradient checkpointing, one recomputed layer, which the saved-tensor hook does not see.",
     ]
     if measured_env:
         notes.append(f"Measurements taken {measured_env.get('time')} (load average {measured_env.get('load_avg_1m')}).")
     common.write_results(
-        "estimate",
+        results_path(args).stem,
         rows,
         COLUMNS,
         args={k: v for k, v in vars(args).items() if k != "worker"},
@@ -316,9 +327,9 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, measured_env: d
         f"batch {args.batch} x {args.seq_len} tokens, {args.steps} steps, CPU",
     )
     if measured_env:  # keep when the measurements were taken, not only when they were re-estimated
-        payload = json.loads(RESULTS.read_text())
+        payload = json.loads(results_path(args).read_text())
         payload["measured_environment"] = measured_env
-        RESULTS.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        results_path(args).write_text(json.dumps(payload, indent=2, default=str) + "\n")
 
 
 def main() -> None:
@@ -327,7 +338,7 @@ def main() -> None:
         print(RESULT_TAG + json.dumps(worker(json.loads(args.worker))), flush=True)
         return
     if args.reuse:
-        payload = json.loads(RESULTS.read_text())
+        payload = json.loads(results_path(args).read_text())
         keep = ("label", "shape", "bits", "gc")
         measured_keys = [
             "input_shape", "total_params", "trainable_params", "weights_gib", "optimizer_gib",
@@ -360,8 +371,9 @@ def main() -> None:
         rows.append({"label": label, "shape": SHAPES[label], "bits": bits, "gc": gcp, **result})
         print(f"{label} bits={bits} gc={gcp}: {result}", flush=True)
     env = common.environment()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)  # raw measurements first: --reuse can re-estimate them
-    RESULTS.write_text(
+    path = results_path(args)
+    path.parent.mkdir(parents=True, exist_ok=True)  # raw measurements first: --reuse can re-estimate them
+    path.write_text(
         json.dumps(
             {
                 "benchmark": "estimate",
@@ -377,7 +389,7 @@ def main() -> None:
     try:
         report(rows, args, env)
     except ImportError as err:
-        print(f"measurements saved to {RESULTS}; estimator not importable ({err}): run --reuse later")
+        print(f"measurements saved to {path}; estimator not importable ({err}): run --reuse later")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def test_sweep_composes_with_its_grid(name: str, tmp_path: Path) -> None:
         cfg = compose(config_name="train", overrides=[f"sweep={name}"], return_hydra_config=True)
     params = cfg.hydra.sweeper.params
     assert params, f"sweep {name} sets no hydra.sweeper.params"
-    assert cfg.hydra.mode == "MULTIRUN"
+    assert cfg.hydra.mode.name == "MULTIRUN"
 
 
 @pytest.mark.parametrize("name", BACKBONES)

