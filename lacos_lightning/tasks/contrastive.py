@@ -168,8 +168,12 @@ class ContrastiveTask(EmbeddingTask):
         }
 
     def embed_batch(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Embeddings of a collated batch, split by role."""
-        return self.split_roles(self.encoder(batch["features"]), batch)
+        """Embeddings of a collated batch by role: one forward per role, each trimmed to its own
+        longest text, so short anchors are not padded to the length of long positives."""
+        from lacos_lightning.losses.gradcache import split_features
+
+        parts = split_features(batch["features"], batch["size"])
+        return dict(zip(batch["roles"], (self.encoder(part) for part in parts)))
 
     @staticmethod
     def split_roles(embeddings: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
