@@ -6,6 +6,7 @@ checked before any model is loaded; such problems end the run with a one-line er
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -49,6 +50,18 @@ def resolve_resume(cfg: DictConfig) -> DictConfig:
     return old
 
 
+def completed_record(cfg: DictConfig) -> dict[str, Any] | None:
+    """The metrics.json of a run folder whose run already completed, else None."""
+    path = Path(cfg.paths.output_dir) / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except ValueError:
+        return None
+    return record if record.get("status") == "completed" else None
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Train, test and export one run described by ``cfg``; return the metrics.json content."""
     from lacos_lightning.pipeline import Pipeline
@@ -62,6 +75,10 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     multirun = HydraConfig.get().mode.name == "MULTIRUN"
+    done = completed_record(cfg) if multirun and cfg.get("skip_completed", True) else None
+    if done is not None:  # re-running a multirun into the same sweep folder continues it
+        log.info("skipping %s: already completed", cfg.paths.output_dir)
+        return next(iter(done.get("scores", {}).values()), None)
     try:
         cfg = resolve_resume(cfg)
         record = run(cfg)

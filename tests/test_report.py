@@ -306,3 +306,17 @@ def test_multirun_with_an_invalid_run_goes_on(tmp_path: Path) -> None:
     assert [(r["run"], r["status"], r["lora_r"]) for r in failed] == [("0", "invalid", "0")]
     assert "peft.r=0 must be an integer >= 1" in failed[0]["error"]
     assert [r["run"] for r in csv.DictReader((tmp_path / "rep" / "runs.csv").open())] == ["1"]
+
+
+@pytest.mark.slow
+@needs_data
+def test_rerunning_a_multirun_skips_completed_runs(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "mr"
+    assert multirun("0,2", sweep_dir).returncode == 0
+    done = sweep_dir / "1" / "metrics.json"
+    first = done.read_text()
+    stamp = done.stat().st_mtime_ns
+    again = multirun("0,2", sweep_dir)  # continue the "interrupted" sweep in its folder
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert done.stat().st_mtime_ns == stamp and done.read_text() == first  # the completed run was not redone
+    assert json.loads((sweep_dir / "0" / "metrics.json").read_text())["status"] == "invalid"  # retried
