@@ -79,7 +79,8 @@ def export_sentence_transformers(encoder: Encoder, folder: str | Path) -> Path:
         if not appends_eos(AutoTokenizer.from_pretrained(folder)):
             log.warning(
                 "%s: this tokenizer class does not keep the EOS template when saved; the exported folder "
-                "encodes without EOS, so last-token embeddings differ from the framework's", folder
+                "encodes without EOS, so last-token embeddings differ from the framework's",
+                folder,
             )
     return folder
 

@@ -35,16 +35,35 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "missing_file": (["data=file", "data.train.path=/nope/pairs.csv"], "/nope/pairs.csv"),
         "missing_column": (["data=file", f"data.train.path={missing_col}"], "sentence1"),
         "empty_sentence": (["data=file", f"data.train.path={empty}"], "row 2"),
-        "score_range": (["data=file", f"data.train.path={scored}", "+data.train.columns.score=score",
-                         "data.train.score_range=[0,5]"], "outside"),
+        "score_range": (
+            [
+                "data=file",
+                f"data.train.path={scored}",
+                "+data.train.columns.score=score",
+                "data.train.score_range=[0,5]",
+            ],
+            "outside",
+        ),
         "unknown_key": (["+encoder.colour=red"], "colour"),
         "full_at_8_bits": (["peft=full", "encoder.bits=8"], "peft.method=full"),
     }
 
 
 @needs_data
-@pytest.mark.parametrize("case", ["bits", "pooling", "rank", "missing_file", "missing_column",
-                                  "empty_sentence", "score_range", "unknown_key", "full_at_8_bits"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "bits",
+        "pooling",
+        "rank",
+        "missing_file",
+        "missing_column",
+        "empty_sentence",
+        "score_range",
+        "unknown_key",
+        "full_at_8_bits",
+    ],
+)
 def test_bad_input_exits_2_with_one_line(case: str, tmp_path: Path) -> None:
     args, needle = _bad_inputs(tmp_path)[case]
     proc = run_train(*args, tmp_path=tmp_path)
@@ -56,8 +75,13 @@ def test_bad_input_exits_2_with_one_line(case: str, tmp_path: Path) -> None:
 
 
 def test_evaluate_rejects_bad_bits() -> None:
-    proc = subprocess.run([sys.executable, "-m", "lacos_lightning.evaluate", "--bits", "5"], env=ENV,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lacos_lightning.evaluate", "--bits", "5"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: encoder.bits=5")
 
 

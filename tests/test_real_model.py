@@ -36,8 +36,19 @@ def _st_spearman(model, rows: list[list[str]]) -> float:
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("real")
     path, rows = _slice(tmp)
-    cfg = compose_train(["data=stsb", "loss=cosent", "optim=adamw", "encoder.bits=8", "optim.lr=2e-4",
-                         "data.max_train_samples=256", "data.batch_size=32", "trainer.max_epochs=1"], tmp / "run")
+    cfg = compose_train(
+        [
+            "data=stsb",
+            "loss=cosent",
+            "optim=adamw",
+            "encoder.bits=8",
+            "optim.lr=2e-4",
+            "data.max_train_samples=256",
+            "data.batch_size=32",
+            "trainer.max_epochs=1",
+        ],
+        tmp / "run",
+    )
     with open_dict(cfg):
         cfg.eval.val = []
         cfg.eval.test = [{"kind": "sts_file", "path": str(path), "name": "slice"}]

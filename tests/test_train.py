@@ -125,7 +125,9 @@ def test_sentence_transformers_export_of_decoder_with_projection(tiny_cfg, tmp_p
 
     from lacos_lightning.export import load_encoder
 
-    cfg = tiny_cfg("encoder.projection_dim=32", f"encoder.pooling={pooling}", "trainer.fast_dev_run=true", "optim.lr=1e-2")
+    cfg = tiny_cfg(
+        "encoder.projection_dim=32", f"encoder.pooling={pooling}", "trainer.fast_dev_run=true", "optim.lr=1e-2"
+    )
     record = Pipeline(cfg).run()
     texts = ["A man plays the guitar.", "Two dogs run", "x", "A much longer sentence about a woman reading a book."]
     ours = load_encoder(record["exports"]["adapter"]).encode(texts)

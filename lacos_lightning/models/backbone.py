@@ -88,7 +88,9 @@ def load_tokenizer(name: str, *, append_eos: bool) -> Any:
         from tokenizers.processors import TemplateProcessing
 
         tokenizer._tokenizer.post_processor = TemplateProcessing(
-            single=f"$A {eos}", pair=f"$A {eos} $B:1 {eos}:1", special_tokens=[(eos, tokenizer.convert_tokens_to_ids(eos))]
+            single=f"$A {eos}",
+            pair=f"$A {eos} $B:1 {eos}:1",
+            special_tokens=[(eos, tokenizer.convert_tokens_to_ids(eos))],
         )
     return tokenizer
 
