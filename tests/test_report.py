@@ -320,3 +320,21 @@ def test_rerunning_a_multirun_skips_completed_runs(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr[-3000:]
     assert done.stat().st_mtime_ns == stamp and done.read_text() == first  # the completed run was not redone
     assert json.loads((sweep_dir / "0" / "metrics.json").read_text())["status"] == "invalid"  # retried
+
+
+def test_wandb_group_is_the_sweep_folder_in_a_multirun() -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from lacos_lightning.loggers import sweep_group
+
+    saved = HydraConfig.instance().cfg
+    try:
+        for mode, expected in (("MULTIRUN", "multirun/a/b"), ("RUN", None)):
+            cfg = compose_cfg(
+                ["experiment=tiny_smoke", "hydra.sweep.dir=multirun/a/b", f"hydra.mode={mode}"], hydra_cfg=True
+            )
+            HydraConfig.instance().set_config(OmegaConf.create(cfg))
+            assert sweep_group() == expected
+    finally:
+        HydraConfig.instance().cfg = saved
