@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +17,7 @@ from lacos_lightning.data.readers import check_records, load_hub, read_lines, re
 from lacos_lightning.data.recipes import data_dir, load_source, nli, stsb, tatoeba
 from lacos_lightning.errors import ConfigError, DataError, HubUnavailableError
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(os.environ.get("LACOS_DATA_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 ROWS = [
     ("A man plays a guitar.", "Someone plays music.", "4.2"),
