@@ -16,6 +16,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+# Random-weight backbones for fast tests (EncoderConfig.random_init); MiniLM's tokenizer supplies the vocabulary.
+TINY_BERT = {
+    "model_type": "bert",
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 128,
+}
+TINY_BLOOM = {"model_type": "bloom", "hidden_size": 64, "n_layer": 2, "n_head": 4}
 DATA = Path(os.environ.get("LACOS_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
 
 

@@ -14,18 +14,10 @@ from transformers import AutoConfig, AutoModel
 
 from lacos_lightning import estimate as E
 from lacos_lightning.estimate import Linear, Setup, Shape, estimate_memory, parameter_counts, shape_from_config
-from tests.conftest import ROOT
+from tests.conftest import MINILM, ROOT, TINY_BERT, TINY_BLOOM
 
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-TINY_BLOOM = {"model_type": "bloom", "hidden_size": 64, "n_layer": 2, "n_head": 4, "vocab_size": 1000}
-TINY_BERT = {
-    "model_type": "bert",
-    "hidden_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "intermediate_size": 128,
-    "vocab_size": 1000,
-}
+TINY_BLOOM = {**TINY_BLOOM, "vocab_size": 1000}
+TINY_BERT = {**TINY_BERT, "vocab_size": 1000}
 BLOOM = Shape("bloom", hidden_size=64, num_layers=2, num_heads=4, vocab_size=1000)
 
 

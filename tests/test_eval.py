@@ -15,14 +15,7 @@ from lacos_lightning.eval import BitextEvaluator, STSEvaluator, build_evaluators
 from lacos_lightning.eval.bitext import retrieval_accuracy
 from lacos_lightning.models.config import EncoderConfig
 from lacos_lightning.models.encoder import Encoder
-
-TINY_BERT = {
-    "model_type": "bert",
-    "hidden_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "intermediate_size": 128,
-}
+from tests.conftest import TINY_BERT
 
 
 @pytest.fixture(scope="module")

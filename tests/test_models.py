@@ -10,16 +10,7 @@ import torch
 from lacos_lightning.errors import ConfigError
 from lacos_lightning.models.config import EncoderConfig, LoraSettings
 from lacos_lightning.models.encoder import Encoder
-
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-TINY_BERT = {
-    "model_type": "bert",
-    "hidden_size": 64,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "intermediate_size": 128,
-}
-TINY_BLOOM = {"model_type": "bloom", "hidden_size": 64, "n_layer": 2, "n_head": 4}
+from tests.conftest import MINILM, TINY_BERT, TINY_BLOOM
 
 TEXTS = [
     "A man is playing a guitar.",
