@@ -35,7 +35,7 @@ def reset_peak_rss() -> bool:
 
 
 class SpeedMonitor(pl.Callback):
-    """Counts training examples and the wall time spent in training batches (not evaluation)."""
+    """Counts training examples (of all ranks) and the wall time spent in training batches (not evaluation)."""
 
     def __init__(self) -> None:
         self.examples = 0
@@ -52,7 +52,10 @@ class SpeedMonitor(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         self.seconds += time.perf_counter() - self._start
-        self.examples += int(batch.get("size", 0)) if isinstance(batch, dict) else 0
+        # Every rank trains on its own batch of the same size in lockstep: the run's throughput is the
+        # local count times the number of ranks.
+        size = int(batch.get("size", 0)) if isinstance(batch, dict) else 0
+        self.examples += size * max(1, trainer.world_size)
         self.steps += 1
 
     def summary(self) -> dict[str, Any]:

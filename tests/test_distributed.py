@@ -482,3 +482,43 @@ def test_cli_ddp_two_cpu_processes_match_one_process(tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stderr[-3000:]
         weights[name] = load_file(out / "adapter" / "adapter_model.safetensors")
     assert_grads_close(weights["ddp"], weights["single"], WEIGHT_TOL)
+
+
+@pytest.mark.slow
+@needs_data
+def test_cli_ddp_keeps_one_hydra_run_folder_and_only_rank_zero_writes(tmp_path: Path) -> None:
+    """``trainer=ddp`` with 2 CPU processes and Hydra's default run folder (``outputs/DATE/TIME`` under the
+    working directory): Lightning re-launches the script for rank 1, which must land in rank 0's folder.
+    Exactly one run folder results; metrics.json and the exports are written once, by rank 0, and the
+    speed counts the examples of both ranks."""
+    env = {
+        **os.environ,
+        "LACOS_DATA_DIR": str(DATA),
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "offline",
+        "PYTHONPATH": str(ROOT),  # cwd is the temporary folder, so import this checkout explicitly
+    }
+    args = [
+        "experiment=tiny_smoke", "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
+        "trainer.max_steps=2", "eval.val=[]", "trainer.enable_progress_bar=false",
+    ]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "lacos_lightning.train", *args],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = [p for p in (tmp_path / "outputs").glob("*/*") if p.is_dir()]
+    assert len(runs) == 1, runs
+    run = runs[0]
+    import json
+
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["status"] == "completed", record["error"]
+    assert record["speed"]["train_examples_seen"] == 2 * 16 * 2  # 2 steps x batch 16 x 2 ranks
+    assert "sts/stsb-en-test/spearman" in record["scores"]
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()
+    assert (run / "sentence_transformers" / "modules.json").is_file()
+    assert (run / ".hydra" / "config.yaml").is_file()
+    assert not list(run.glob("metrics.tmp*")) and not list(run.glob("*.tmp*"))
+    # rank 1 was re-launched with hydra.output_subdir=null: no second .hydra folder anywhere
+    assert len(list(tmp_path.rglob(".hydra"))) == 1
