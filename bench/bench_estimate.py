@@ -30,8 +30,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,7 +37,6 @@ from typing import Any
 
 import common
 
-RESULT_TAG = "BENCH_ESTIMATE_RESULT "
 GIB = 1024**3
 # (label, random_init); vocab_size absent = the tokenizer's (MiniLM, 30522)
 SHAPES: dict[str, dict[str, Any]] = {
@@ -72,31 +69,6 @@ def parse_args() -> argparse.Namespace:
 
 
 # -- worker (own process) --------------------------------------------------------------------------
-def _status_kb(key: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise KeyError(key)
-
-
-def rss_gib() -> float:
-    return _status_kb("VmRSS") / 1024**2
-
-
-def hwm_gib() -> float:
-    """Peak RSS since the process start or the last :func:`reset_hwm` (VmHWM)."""
-    return _status_kb("VmHWM") / 1024**2
-
-
-def reset_hwm() -> bool:
-    """Reset the peak-RSS mark to the current RSS (Linux >= 4.0); False where not allowed."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
 def tensor_bytes(module: Any) -> int:
     """Bytes of every parameter and buffer, bitsandbytes quantization constants included, deduplicated."""
     seen: set[int] = set()
@@ -154,14 +126,14 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
         load_backbone(cfg)  # writes the random backbone to the cache once, outside any measurement
         return {}
     gc.collect()
-    baseline = rss_gib()
-    resettable = reset_hwm()
+    baseline = common.proc_status_gb("VmRSS")
+    resettable = common.reset_peak_rss()
     start = time.perf_counter()
     encoder = Encoder(cfg)
     load_s = time.perf_counter() - start
-    load_peak = hwm_gib()
-    after_load = rss_gib()
-    file_rss_after_load = _status_kb("RssFile") / 1024**2
+    load_peak = common.proc_status_gb("VmHWM")
+    after_load = common.proc_status_gb("VmRSS")
+    file_rss_after_load = common.proc_status_gb("RssFile")
     weight_bytes = tensor_bytes(encoder)
     features = encoder.tokenize(job["texts"])
     shape = tuple(features["input_ids"].shape)
@@ -181,7 +153,7 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
         return t
 
     gc.collect()
-    reset_hwm()
+    common.reset_peak_rss()
     times = []
     for step in range(job["steps"]):
         tic = time.perf_counter()
@@ -195,7 +167,7 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - tic)
-    train_peak = hwm_gib()
+    train_peak = common.proc_status_gb("VmHWM")
     state_bytes = sum(
         v.untyped_storage().nbytes() for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v)
     )
@@ -211,9 +183,9 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
         "load_peak_gib": load_peak,
         "after_load_gib": after_load,
         "train_peak_gib": train_peak,
-        "after_steps_gib": rss_gib(),
+        "after_steps_gib": common.proc_status_gb("VmRSS"),
         "file_rss_after_load_gib": file_rss_after_load,
-        "file_rss_after_steps_gib": _status_kb("RssFile") / 1024**2,
+        "file_rss_after_steps_gib": common.proc_status_gb("RssFile"),
         "hwm_reset": resettable,
         "load_s": round(load_s, 2),
         "s_per_step": round(sum(times) / len(times), 3),
@@ -223,17 +195,10 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
 
 # -- parent ----------------------------------------------------------------------------------------
 def run_job(job: dict[str, Any], timeout: int) -> dict[str, Any]:
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(job)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(job["threads"]), "MKL_NUM_THREADS": str(job["threads"])}
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=common.REPO_ROOT, env=env)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout} s"}
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(RESULT_TAG):
-            return json.loads(line[len(RESULT_TAG) :])
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-    return {"error": f"exit {proc.returncode}: " + " | ".join(tail)[-400:]}
+    threads = str(job["threads"])
+    row = common.run_worker(__file__, job, timeout, env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads})
+    row.pop("process_s", None)
+    return row
 
 
 def compare(row: dict[str, Any], batch: int, seq_len: int, lora_r: int) -> dict[str, Any]:
@@ -335,7 +300,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, measured_env: d
 def main() -> None:
     args = parse_args()
     if args.worker:
-        print(RESULT_TAG + json.dumps(worker(json.loads(args.worker))), flush=True)
+        common.print_result(worker(json.loads(args.worker)))
         return
     if args.reuse:
         payload = json.loads(results_path(args).read_text())
@@ -350,9 +315,7 @@ def main() -> None:
             setattr(args, key, payload["args"].get(key, getattr(args, key)))
         report(rows, args, payload.get("measured_environment") or payload.get("environment"))
         return
-    from bench_memory import step_texts
-
-    texts = step_texts(common.data_dir(), args.batch)
+    texts = common.long_texts(common.data_dir(), args.batch)
     grid = QUICK if args.quick else GRID
     base = {
         "texts": texts,

@@ -19,16 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import common
-
-RESULT_TAG = "BENCH_GRADCACHE_RESULT "
 
 
 def parse_args() -> argparse.Namespace:
@@ -57,25 +51,6 @@ def parse_args() -> argparse.Namespace:
 
 
 # -- worker (runs in its own process) --------------------------------------------------------------
-def reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS counter of this process (Linux >= 4.0); False if not possible."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def vm_hwm_gb() -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024**2
-    except OSError:
-        pass
-    return None
-
-
 def worker(job: dict[str, Any]) -> dict[str, Any]:
     common.quiet_libraries()
     common.set_threads(job.get("threads"))
@@ -107,7 +82,7 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
     optimizer = OptimConfig(name="adamw", lr=2e-4).build(encoder.parameters(), job["steps"])["optimizer"]
     encoder.train()
     torch.manual_seed(0)
-    reset = reset_peak_rss()
+    reset = common.reset_peak_rss()
     times, losses = [], []
     for _ in range(job["steps"]):
         start = time.perf_counter()
@@ -120,7 +95,7 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - start)
         losses.append(float(loss))
-    step_peak = vm_hwm_gb() if reset else None
+    step_peak = common.proc_status_gb("VmHWM") if reset else None
     return {
         "input_shape": "x".join(map(str, features["input_ids"].shape)),
         "rss_baseline_gb": round(rss_baseline, 3),
@@ -135,43 +110,15 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- parent ----------------------------------------------------------------------------------------
-def run_job(job: dict[str, Any], timeout: int) -> dict[str, Any]:
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(job)]
-    start = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=common.REPO_ROOT)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout} s"}
-    wall = round(time.perf_counter() - start, 1)
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(RESULT_TAG):
-            return {**json.loads(line[len(RESULT_TAG) :]), "process_s": wall}
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-    return {"error": f"exit {proc.returncode}: " + " | ".join(tail)[-400:], "process_s": wall}
-
-
-def long_texts(root: Path, n: int) -> list[str]:
-    """``n`` texts long enough to fill any ``--seq-len`` up to ~120 words: runs of STS-B test sentences."""
-    sentences = common.stsb_sentences(root)
-    texts, i = [], 0
-    for _ in range(n):
-        words: list[str] = []
-        while len(words) < 120:
-            words += sentences[i % len(sentences)].split()
-            i += 1
-        texts.append(" ".join(words))
-    return texts
-
-
 def main() -> None:
     args = parse_args()
     if args.worker:
-        print(RESULT_TAG + json.dumps(worker(json.loads(args.worker))), flush=True)
+        common.print_result(worker(json.loads(args.worker)))
         return
     root = common.data_dir()
     common.minilm_path()
     base = {
-        "texts": long_texts(root, 2 * args.pairs),
+        "texts": common.long_texts(root, 2 * args.pairs),
         "seq_len": args.seq_len,
         "steps": args.steps,
         "bits": args.bits,
@@ -180,7 +127,7 @@ def main() -> None:
     rows = []
     for chunk in [None, *args.chunks]:
         label = "plain" if chunk is None else f"gradcache-{chunk}"
-        result = run_job({**base, "chunk": chunk}, args.timeout)
+        result = common.run_worker(__file__, {**base, "chunk": chunk}, args.timeout)
         rows.append({"step": label, "chunk_texts": chunk, **result})
         print(f"{label}: " + ", ".join(f"{k}={v}" for k, v in result.items()), flush=True)
     plain = rows[0].get("step_extra_gb")

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from typing import Any
@@ -41,7 +39,6 @@ PRESETS = {
     "560m": "hidden_size=1024,n_layer=24,n_head=16,vocab_size=250880",
     "1b1": "hidden_size=1536,n_layer=24,n_head=16,vocab_size=250880",
 }
-RESULT_TAG = "BENCH_MEMORY_RESULT "
 
 
 def parse_shape(text: str) -> dict[str, Any]:
@@ -193,43 +190,14 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- parent ----------------------------------------------------------------------------------------
-def run_job(job: dict[str, Any], timeout: int) -> dict[str, Any]:
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(job)]
-    start = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=common.REPO_ROOT)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout} s"}
-    wall = round(time.perf_counter() - start, 1)
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith(RESULT_TAG):
-            return {**json.loads(line[len(RESULT_TAG) :]), "process_s": wall}
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-    return {"error": f"exit {proc.returncode}: " + " | ".join(tail)[-400:], "process_s": wall}
-
-
-def step_texts(root, n: int) -> list[str]:
-    """``n`` texts long enough to fill ``--seq-len`` tokens: runs of consecutive STS-B test sentences."""
-    sentences = common.stsb_sentences(root)
-    texts, i = [], 0
-    for _ in range(n):
-        words: list[str] = []
-        while len(words) < 120:
-            words += sentences[i % len(sentences)].split()
-            i += 1
-        texts.append(" ".join(words))
-    return texts
-
-
 def main() -> None:
     args = parse_args()
     if args.worker:
-        result = worker(json.loads(args.worker))
-        print(RESULT_TAG + json.dumps(result), flush=True)
+        common.print_result(worker(json.loads(args.worker)))
         return
     root = common.data_dir()
     common.minilm_path()
-    texts = step_texts(root, args.batch)
+    texts = common.long_texts(root, args.batch)
     base = {
         "texts": texts,
         "seq_len": args.seq_len,
@@ -245,12 +213,14 @@ def main() -> None:
     for backbone in args.backbones:
         label = "all-MiniLM-L6-v2" if backbone == "minilm" else f"random BLOOM ({shape_label})"
         if backbone == "bloom":
-            prep = run_job({**base, "backbone": backbone, "bits": 32, "prepare": True}, args.timeout)
+            prep = common.run_worker(
+                __file__, {**base, "backbone": backbone, "bits": 32, "prepare": True}, args.timeout
+            )
             print(f"prepared random backbone: {prep}")
             if "error" in prep:
                 sys.exit(f"error: could not create the random BLOOM backbone: {prep['error']}")
         for bits in (args.quick_minilm_bits or args.bits) if backbone == "minilm" else args.bits:
-            result = run_job({**base, "backbone": backbone, "bits": bits}, args.timeout)
+            result = common.run_worker(__file__, {**base, "backbone": backbone, "bits": bits}, args.timeout)
             row = {"backbone": label, "bits": bits, **result}
             rows.append(row)
             print(f"{label} bits {bits}: " + ", ".join(f"{k}={v}" for k, v in result.items()), flush=True)

@@ -12,6 +12,7 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -79,15 +80,30 @@ def nli_pairs(root: Path, n: int) -> list[dict[str, str]]:
 
 
 # -- measurement -----------------------------------------------------------------------------------
-def rss_gb() -> float:
-    """Current resident memory of this process in GB (from /proc; ru_maxrss where /proc is missing)."""
+def proc_status_gb(key: str) -> float | None:
+    """A memory line of ``/proc/self/status`` (``VmRSS``, ``VmHWM``, ``RssFile``...) in GB; None without /proc."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024**2
     except OSError:
         pass
-    return peak_rss_gb()
+    return None
+
+
+def rss_gb() -> float:
+    """Current resident memory of this process in GB (from /proc; ru_maxrss where /proc is missing)."""
+    value = proc_status_gb("VmRSS")
+    return peak_rss_gb() if value is None else value
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) of this process to its current RSS (Linux >= 4.0)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
 
 
 def peak_rss_gb() -> float:
@@ -250,3 +266,45 @@ def quiet_libraries() -> None:
         transformers.logging.disable_progress_bar()
     except Exception:
         pass
+
+
+# -- fresh worker processes (peak RSS is per process) ----------------------------------------------
+RESULT_TAG = "BENCH_RESULT "
+
+
+def print_result(result: dict[str, Any]) -> None:
+    """Worker side: hand ``result`` to the parent (the last tagged line of stdout)."""
+    print(RESULT_TAG + json.dumps(result), flush=True)
+
+
+def run_worker(script: str, job: dict[str, Any], timeout: int, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``script --worker JOB`` in a fresh Python process and return its result plus ``process_s``
+    (wall seconds of the whole process), or a row with ``error`` when it failed or timed out."""
+    cmd = [sys.executable, os.path.abspath(script), "--worker", json.dumps(job)]
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT, env={**os.environ, **(env or {})}
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
+    wall = round(time.perf_counter() - start, 1)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_TAG):
+            return {**json.loads(line[len(RESULT_TAG) :]), "process_s": wall}
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    return {"error": f"exit {proc.returncode}: " + " | ".join(tail)[-400:], "process_s": wall}
+
+
+def long_texts(root: Path, n: int, words: int = 120) -> list[str]:
+    """``n`` texts of at least ``words`` words (runs of consecutive STS-B test sentences), long enough to
+    fill any max_seq_length a benchmark uses, so every row of a batch has the same token count."""
+    sentences = stsb_sentences(root)
+    texts, i = [], 0
+    for _ in range(n):
+        run: list[str] = []
+        while len(run) < words:
+            run += sentences[i % len(sentences)].split()
+            i += 1
+        texts.append(" ".join(run))
+    return texts
