@@ -23,6 +23,7 @@ from lacos_lightning.errors import require
 from lacos_lightning.eval.teacher import TeacherDistanceEvaluator
 from lacos_lightning.losses.distill import DistillLossConfig
 from lacos_lightning.models import Encoder, EncoderConfig
+from lacos_lightning.models.config import _from_mapping
 from lacos_lightning.models.layers import size_counts
 from lacos_lightning.pipeline import Pipeline, _plain
 from lacos_lightning.tasks.distill import DistillationTask, DistillSettings
@@ -109,9 +110,12 @@ class DistillPipeline(Pipeline):
         t = self.teacher_cfg
         require(t.peft.method == "none", f"teacher.peft.method={t.peft.method!r}: the teacher is frozen; use none")
         require(t.projection_dim is None, "teacher.projection_dim: a teacher has no (untrained) projection; use null")
-        self.loss_cfg = DistillLossConfig(**_plain(cfg.loss))
-        self.data_cfg = DistillDataConfig(**_plain(cfg.data))
-        self.distill_cfg = DistillSettings(**_plain(cfg.get("distill") or {}))
+        loss, data = _plain(cfg.loss), _plain(cfg.data)
+        require(loss.get("name") == "distill", f"loss.name={loss.get('name')!r}: task=distill takes loss=distill")
+        require("sources" in data, "task=distill reads data.sources; use data=distill_en or data=distill_multilingual")
+        self.loss_cfg = _from_mapping(DistillLossConfig, loss, "loss")
+        self.data_cfg = _from_mapping(DistillDataConfig, data, "data")
+        self.distill_cfg = _from_mapping(DistillSettings, _plain(cfg.get("distill")), "distill")
         check_student(self.encoder_cfg, self.teacher_cfg)
 
     def read_data(self) -> None:

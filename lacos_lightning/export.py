@@ -26,6 +26,7 @@ def save_adapter(encoder: Encoder, folder: str | Path) -> Path:
         encoder.backbone.save_pretrained(folder)
     elif encoder.cfg.peft.method == "full":
         encoder.base_model.save_pretrained(folder / "backbone")
+        encoder.tokenizer.save_pretrained(folder / "backbone")  # load_encoder loads the backbone by this folder
     if encoder.projection is not None:
         torch.save(encoder.projection.state_dict(), folder / "projection.pt")
     (folder / "encoder.json").write_text(json.dumps(asdict(encoder.cfg), indent=2))
