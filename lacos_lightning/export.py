@@ -26,6 +26,7 @@ def save_adapter(encoder: Encoder, folder: str | Path) -> Path:
         encoder.backbone.save_pretrained(folder)
     elif encoder.cfg.peft.method == "full":
         encoder.base_model.save_pretrained(folder / "backbone")
+        encoder.tokenizer.save_pretrained(folder / "backbone")  # load_encoder loads the backbone by this folder
     if encoder.projection is not None:
         torch.save(encoder.projection.state_dict(), folder / "projection.pt")
     (folder / "encoder.json").write_text(json.dumps(asdict(encoder.cfg), indent=2))
@@ -40,6 +41,10 @@ def merged_backbone(encoder: Encoder) -> torch.nn.Module:
     if method == "full":
         return encoder.base_model.float()
     base = AutoModel.from_pretrained(encoder.info["weights"], dtype=torch.float32)
+    if encoder.cfg.keep_layers is not None:  # the same layers as the trained encoder, not the full model
+        from lacos_lightning.models.layers import select_layers
+
+        base = select_layers(base, encoder.cfg.keep_layers)
     if method == "none":
         return base
     from peft import PeftModel
@@ -100,6 +105,7 @@ def load_encoder(folder: str | Path, bits: int | None = None) -> Encoder:
     if values["peft"]["method"] == "full":
         values["name"] = str(folder / "backbone")
         values["random_init"] = None
+        values["keep_layers"] = None  # the saved backbone already holds only the kept layers
     encoder = Encoder(EncoderConfig.from_dict(values))
     if values["peft"]["method"] == "lora":
         from peft import set_peft_model_state_dict

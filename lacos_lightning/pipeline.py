@@ -1,6 +1,10 @@
 """The run pipeline: validate everything, read data, build trainer, encoder and task, fit, test, export.
 
 Kept apart from the Hydra entry point so tests and other tools can run a composed config directly.
+:class:`Pipeline` holds what every task shares (run record, trainer, loggers, fit/test order, export);
+a subclass per task (:class:`ContrastivePipeline`, ``distill_pipeline.DistillPipeline``) validates its
+own settings and data and builds its LightningModule. ``Pipeline(cfg)`` returns the subclass that
+``cfg.task`` names (registry :data:`TASKS`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,22 @@ from lacos_lightning.strategies import full_weights, resolve_strategy
 from lacos_lightning.tasks import ContrastiveTask, OptimConfig
 
 log = logging.getLogger("lacos_lightning")
-TASKS = ("contrastive",)
+# task name -> "module:class" of its pipeline (imported on use, so a task's dependencies load only for it)
+TASKS = {
+    "contrastive": "lacos_lightning.pipeline:ContrastivePipeline",
+    "distill": "lacos_lightning.distill_pipeline:DistillPipeline",
+}
+
+
+def pipeline_class(task: str) -> type[Pipeline]:
+    """The pipeline class registered for ``task`` (the base class for an unknown task, which then fails
+    validation with a one-line error and an ``invalid`` run record)."""
+    import importlib
+
+    if task not in TASKS:
+        return Pipeline
+    module, name = TASKS[task].split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _plain(node: Any) -> Any:
@@ -40,7 +59,17 @@ class Pipeline:
 
     The order matters: settings and data are validated (and the run's ``metrics.json`` written with
     status ``running``) before the trainer and the model are built, so bad input costs no model load.
+
+    Subclasses implement :meth:`settings` (calling this one first), :meth:`read_data` (calling this one
+    last for the evaluators), :meth:`build_task` and :meth:`axes`; they may extend :meth:`after_test`.
     """
+
+    score_prefixes: tuple[str, ...] = ("sts/", "bitext/")
+
+    def __new__(cls, cfg: DictConfig) -> Pipeline:
+        if cls is Pipeline:
+            cls = pipeline_class(str(cfg.get("task", "contrastive")))
+        return super().__new__(cls)
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
@@ -72,30 +101,32 @@ class Pipeline:
 
     # -- steps -------------------------------------------------------------------------------------
     def settings(self) -> None:
+        """Validate what every task shares: the task name, the encoder, the optimizer, ``ckpt_path``."""
         cfg = self.cfg
-        require(cfg.get("task", "contrastive") in TASKS, f"task={cfg.get('task')!r} is unknown; choose one of {TASKS}")
+        task = cfg.get("task", "contrastive")
+        require(task in TASKS, f"task={task!r} is unknown; choose one of {tuple(TASKS)}")
         self.encoder_cfg = EncoderConfig.from_dict(_plain(cfg.encoder))
-        self.loss_cfg = LossConfig(**_plain(cfg.loss))
         self.optim_cfg = OptimConfig(**_plain(cfg.optim))
-        self.data_cfg = DataConfig(**_plain(cfg.data))
         ckpt = cfg.get("ckpt_path")
         require(not ckpt or Path(ckpt).is_file(), f"ckpt_path={ckpt} does not exist")
 
     def read_data(self) -> None:
+        """Read the evaluators' data (subclasses read their training data first)."""
         root = data_dir(self.cfg.paths.get("data_dir"))
-        records = load_source(self.data_cfg.train, root)
-        self.records = subsample(records, self.data_cfg)
-        has_scores = "score" in self.records[0]
-        if self.loss_cfg.needs_scores:
-            require(has_scores, "loss.name=cosent needs scored pairs (a score column); use loss=mnrl for pairs")
-        require(
-            len(self.records) >= self.data_cfg.batch_size,
-            f"only {len(self.records)} training examples, fewer than data.batch_size={self.data_cfg.batch_size}",
-        )
         ev = self.cfg.get("eval", {})
         batch = int(ev.get("batch_size", 64))
         self.val_evaluators = build_evaluators(_plain(ev.get("val")), root, batch)
         self.test_evaluators = build_evaluators(_plain(ev.get("test")), root, batch)
+
+    def build_task(self, encoder: Encoder) -> tuple[pl.LightningModule, pl.LightningDataModule]:
+        """The LightningModule and its datamodule for ``encoder``."""
+        raise NotImplementedError
+
+    def trainer_settings(self, kwargs: dict[str, Any]) -> None:
+        """Adjust the Trainer keyword arguments (in place) before the Trainer is built."""
+
+    def after_test(self, trainer: pl.Trainer, task: pl.LightningModule, encoder: Encoder) -> None:
+        """Record task-specific results after the test loop, before the export."""
 
     def trainer(self) -> pl.Trainer:
         from pytorch_lightning.callbacks import ModelCheckpoint
@@ -116,7 +147,7 @@ class Pipeline:
             ),
         ]
         kwargs = resolve_strategy(_plain(cfg.trainer))
-        self.task_kwargs = ContrastiveTask.take_trainer_settings(kwargs, self.loss_cfg)
+        self.trainer_settings(kwargs)
         if not self.val_evaluators:
             kwargs["limit_val_batches"] = 0
         self.loggers = build_loggers(cfg, self.out)
@@ -138,12 +169,7 @@ class Pipeline:
         encoder = Encoder(self.encoder_cfg)
         self.record.update(params=self.params(encoder))
         log.info("encoder: %s", encoder.describe())
-        task = ContrastiveTask(
-            encoder, self.loss_cfg, self.optim_cfg, self.val_evaluators, self.test_evaluators, **self.task_kwargs
-        )
-        datamodule = PairDataModule(
-            self.records, self.data_cfg, encoder.tokenize, self.val_evaluators, self.test_evaluators
-        )
+        task, datamodule = self.build_task(encoder)
         trainer.fit(task, datamodule=datamodule, ckpt_path=self.cfg.get("ckpt_path"))
         if trainer.interrupted:
             self.record.finish("interrupted", "training was interrupted; continue with resume=" + str(self.out))
@@ -152,12 +178,86 @@ class Pipeline:
         if self.test_evaluators:
             trainer.test(task, datamodule=datamodule, verbose=False)
             self.record.update(scores=self.scores(trainer))
+        self.after_test(trainer, task, encoder)
         with full_weights(trainer):  # entered on every rank; only rank 0 writes
             if trainer.is_global_zero:
                 self.record.update(exports=self.export(encoder))
         self.record.finish("completed")
 
     # -- pieces --------------------------------------------------------------------------------------
+    def axes(self) -> dict[str, Any]:
+        """The run's coordinates for comparisons across runs (``lacos-report``)."""
+        e = self.encoder_cfg
+        return {
+            "backbone": e.name if not e.random_init else f"random-{e.random_init.get('model_type')}",
+            "backbone_shape": e.random_init,
+            "bits": e.bits,
+            "peft_method": e.peft.method,
+            "lora_r": e.peft.r if e.peft.method == "lora" else None,
+            "lr": self.optim_cfg.lr,
+            "optimizer": self.optim_cfg.name,
+            "seed": int(self.cfg.seed),
+            "experiment": self.cfg.get("experiment_name"),
+        }
+
+    @staticmethod
+    def params(encoder: Encoder) -> dict[str, Any]:
+        counts = encoder.parameter_counts()
+        counts["trainable_pct"] = round(100 * counts["trainable_params"] / max(counts["total_params"], 1), 4)
+        counts["output_dim"] = encoder.output_dim
+        return counts
+
+    def scores(self, trainer: pl.Trainer) -> dict[str, float]:
+        metrics = trainer.callback_metrics.items()
+        return {k: round(float(v), 4) for k, v in metrics if k.startswith(self.score_prefixes)}
+
+    def export(self, encoder: Encoder) -> dict[str, str]:
+        from lacos_lightning.export import export_sentence_transformers, save_adapter
+
+        spec = self.cfg.get("export", {})
+        out: dict[str, str] = {}
+        if spec.get("adapter", True):
+            out["adapter"] = str(save_adapter(encoder, self.out / "adapter"))
+        if spec.get("sentence_transformers", True):
+            out["sentence_transformers"] = str(
+                export_sentence_transformers(encoder, self.out / "sentence_transformers")
+            )
+        return out
+
+
+class ContrastivePipeline(Pipeline):
+    """``task=contrastive``: pairs/triplets/scored pairs, :class:`ContrastiveTask`, :class:`PairDataModule`."""
+
+    def settings(self) -> None:
+        super().settings()
+        self.loss_cfg = LossConfig(**_plain(self.cfg.loss))
+        self.data_cfg = DataConfig(**_plain(self.cfg.data))
+
+    def read_data(self) -> None:
+        root = data_dir(self.cfg.paths.get("data_dir"))
+        records = load_source(self.data_cfg.train, root)
+        self.records = subsample(records, self.data_cfg)
+        has_scores = "score" in self.records[0]
+        if self.loss_cfg.needs_scores:
+            require(has_scores, "loss.name=cosent needs scored pairs (a score column); use loss=mnrl for pairs")
+        require(
+            len(self.records) >= self.data_cfg.batch_size,
+            f"only {len(self.records)} training examples, fewer than data.batch_size={self.data_cfg.batch_size}",
+        )
+        super().read_data()
+
+    def trainer_settings(self, kwargs: dict[str, Any]) -> None:
+        self.task_kwargs = ContrastiveTask.take_trainer_settings(kwargs, self.loss_cfg)
+
+    def build_task(self, encoder: Encoder) -> tuple[pl.LightningModule, pl.LightningDataModule]:
+        task = ContrastiveTask(
+            encoder, self.loss_cfg, self.optim_cfg, self.val_evaluators, self.test_evaluators, **self.task_kwargs
+        )
+        datamodule = PairDataModule(
+            self.records, self.data_cfg, encoder.tokenize, self.val_evaluators, self.test_evaluators
+        )
+        return task, datamodule
+
     def axes(self) -> dict[str, Any]:
         e, d, o = self.encoder_cfg, self.data_cfg, self.optim_cfg
         return {
@@ -175,27 +275,3 @@ class Pipeline:
             "seed": int(self.cfg.seed),
             "experiment": self.cfg.get("experiment_name"),
         }
-
-    @staticmethod
-    def params(encoder: Encoder) -> dict[str, Any]:
-        counts = encoder.parameter_counts()
-        counts["trainable_pct"] = round(100 * counts["trainable_params"] / max(counts["total_params"], 1), 4)
-        counts["output_dim"] = encoder.output_dim
-        return counts
-
-    @staticmethod
-    def scores(trainer: pl.Trainer) -> dict[str, float]:
-        return {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.startswith(("sts/", "bitext/"))}
-
-    def export(self, encoder: Encoder) -> dict[str, str]:
-        from lacos_lightning.export import export_sentence_transformers, save_adapter
-
-        spec = self.cfg.get("export", {})
-        out: dict[str, str] = {}
-        if spec.get("adapter", True):
-            out["adapter"] = str(save_adapter(encoder, self.out / "adapter"))
-        if spec.get("sentence_transformers", True):
-            out["sentence_transformers"] = str(
-                export_sentence_transformers(encoder, self.out / "sentence_transformers")
-            )
-        return out

@@ -72,6 +72,8 @@ class EncoderConfig:
         append_eos: append the EOS token to every text; ``None`` does so for decoders.
         gradient_checkpointing: recompute activations in the backward pass to save memory.
         peft: the parameter-efficient method (:class:`LoraSettings`).
+        keep_layers: keep only these transformer layers of the loaded backbone (e.g. ``[0, 5]``), in this
+            order: a student initialised from a subset of a teacher's layers (:mod:`models.layers`).
     """
 
     name: str = "sentence-transformers/all-MiniLM-L6-v2"
@@ -86,6 +88,7 @@ class EncoderConfig:
     append_eos: bool | None = None
     gradient_checkpointing: bool = False
     peft: LoraSettings = field(default_factory=LoraSettings)
+    keep_layers: list[int] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.peft, LoraSettings):
@@ -103,11 +106,20 @@ class EncoderConfig:
         if self.random_init is not None:
             self.random_init = dict(self.random_init)
             require("model_type" in self.random_init, "encoder.random_init needs a model_type (e.g. bloom, bert)")
+        self._check_keep_layers()
         if self.peft.method == "full":
             require(
                 self.bits in (32, 16),
                 f"peft.method=full cannot train a {self.bits}-bit backbone; use bits 32 or 16, or a LoRA adapter",
             )
+
+    def _check_keep_layers(self) -> None:
+        if self.keep_layers is None:
+            return
+        layers = list(self.keep_layers)
+        ok = bool(layers) and all(isinstance(i, int) and i >= 0 for i in layers) and len(set(layers)) == len(layers)
+        require(ok, f"encoder.keep_layers={layers} must be distinct layer indices >= 0 (e.g. [0, 5])")
+        self.keep_layers = layers
 
     @classmethod
     def from_dict(cls, values: Any) -> EncoderConfig:

@@ -41,6 +41,10 @@ class Encoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         model, self.tokenizer, self.info = load_backbone(cfg)
+        if cfg.keep_layers is not None:
+            from lacos_lightning.models.layers import select_layers
+
+            model = select_layers(model, cfg.keep_layers)
         self.model_type = model.config.model_type
         self.hidden_size = model.config.hidden_size
         self.max_seq_length = cfg.max_seq_length or self.info.get("max_seq_length") or 128
@@ -93,14 +97,19 @@ class Encoder(nn.Module):
         )
         return {k: batch[k] for k in self._input_keys if k in batch}
 
-    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Embed a tokenized batch: (batch, output_dim) float32 tensor."""
+    def forward(self, features: dict[str, torch.Tensor], normalize: bool | None = None) -> torch.Tensor:
+        """Embed a tokenized batch: (batch, output_dim) float32 tensor.
+
+        ``normalize=False`` returns the embedding before L2 normalisation (distillation targets);
+        ``None`` follows ``cfg.normalize``.
+        """
         inputs = {k: v for k, v in features.items() if k in self._input_keys}
         hidden = self.backbone(**inputs).last_hidden_state
         emb = pool(hidden.float(), inputs["attention_mask"], self.cfg.pooling)
         if self.projection is not None:
             emb = self.projection(emb.to(self.projection.weight.dtype)).float()
-        return F.normalize(emb, dim=-1) if self.cfg.normalize else emb
+        normalize = self.cfg.normalize if normalize is None else normalize
+        return F.normalize(emb, dim=-1) if normalize else emb
 
     @torch.inference_mode()
     def encode(
