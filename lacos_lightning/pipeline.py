@@ -80,6 +80,10 @@ class Pipeline:
         self.data_cfg = DataConfig(**_plain(cfg.data))
         ckpt = cfg.get("ckpt_path")
         require(not ckpt or Path(ckpt).is_file(), f"ckpt_path={ckpt} does not exist")
+        require(isinstance(cfg.get("train", True), bool), f"train={cfg.get('train')!r} must be true or false")
+        from lacos_lightning.store import StoreConfig
+
+        self.store_cfg = StoreConfig.from_dict(_plain(cfg.get("store")), self.encoder_cfg)
 
     def read_data(self) -> None:
         root = data_dir(self.cfg.paths.get("data_dir"))
@@ -144,6 +148,15 @@ class Pipeline:
         datamodule = PairDataModule(
             self.records, self.data_cfg, encoder.tokenize, self.val_evaluators, self.test_evaluators
         )
+        if not self.cfg.get("train", True):  # evaluation only (the frozen base as a baseline): no fit, no export
+            if self.val_evaluators:
+                trainer.validate(task, datamodule=datamodule, verbose=False)
+                self.record.update(scores=self.scores(trainer))
+            if self.test_evaluators:
+                trainer.test(task, datamodule=datamodule, verbose=False)
+                self.record.update(scores=self.scores(trainer))
+            self.record.finish("completed")
+            return
         trainer.fit(task, datamodule=datamodule, ckpt_path=self.cfg.get("ckpt_path"))
         if trainer.interrupted:
             self.record.finish("interrupted", "training was interrupted; continue with resume=" + str(self.out))
@@ -155,6 +168,7 @@ class Pipeline:
         with full_weights(trainer):  # entered on every rank; only rank 0 writes
             if trainer.is_global_zero:
                 self.record.update(exports=self.export(encoder))
+                self.record.update(exports=self.store(encoder))
         self.record.finish("completed")
 
     # -- pieces --------------------------------------------------------------------------------------
@@ -166,6 +180,8 @@ class Pipeline:
             "bits": e.bits,
             "peft_method": e.peft.method,
             "lora_r": e.peft.r if e.peft.method == "lora" else None,
+            "adapter_size": e.peft.adapter_size if e.peft.method in ("houlsby", "pfeiffer") else None,
+            "domain": self.data_cfg.train.name if self.data_cfg.train.recipe == "domain" else None,
             "data": self.data_cfg.train.recipe,
             "data_volume": len(self.records),
             "batch_size": d.batch_size,
@@ -185,7 +201,8 @@ class Pipeline:
 
     @staticmethod
     def scores(trainer: pl.Trainer) -> dict[str, float]:
-        return {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.startswith(("sts/", "bitext/"))}
+        keys = ("sts/", "bitext/", "domain/")
+        return {k: round(float(v), 4) for k, v in trainer.callback_metrics.items() if k.startswith(keys)}
 
     def export(self, encoder: Encoder) -> dict[str, str]:
         from lacos_lightning.export import export_sentence_transformers, save_adapter
@@ -199,3 +216,15 @@ class Pipeline:
                 export_sentence_transformers(encoder, self.out / "sentence_transformers")
             )
         return out
+
+    def store(self, encoder: Encoder) -> dict[str, str]:
+        """Save the trained adapter with its metadata into the adapter store (``store.dir``), if set."""
+        if not self.store_cfg.enabled or not self.store_cfg.stores(encoder.cfg.peft.method):
+            return {}
+        from lacos_lightning.store import save_to_store
+
+        domain = self.store_cfg.domain or (self.data_cfg.train.name if self.data_cfg.train.recipe == "domain" else None)
+        entry = save_to_store(
+            encoder, self.store_cfg.dir, domain=domain, scores=self.record.data.get("scores", {}), run_dir=self.out
+        )
+        return {"adapter_store": str(entry)}
