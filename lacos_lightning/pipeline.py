@@ -64,7 +64,7 @@ class Pipeline:
     last for the evaluators), :meth:`build_task` and :meth:`axes`; they may extend :meth:`after_test`.
     """
 
-    score_prefixes: tuple[str, ...] = ("sts/", "bitext/")
+    score_prefixes: tuple[str, ...] = ("sts/", "bitext/", "domain/")
 
     def __new__(cls, cfg: DictConfig) -> Pipeline:
         if cls is Pipeline:
@@ -109,6 +109,10 @@ class Pipeline:
         self.optim_cfg = OptimConfig(**_plain(cfg.optim))
         ckpt = cfg.get("ckpt_path")
         require(not ckpt or Path(ckpt).is_file(), f"ckpt_path={ckpt} does not exist")
+        require(isinstance(cfg.get("train", True), bool), f"train={cfg.get('train')!r} must be true or false")
+        from lacos_lightning.store import StoreConfig
+
+        self.store_cfg = StoreConfig.from_dict(_plain(cfg.get("store")), self.encoder_cfg)
 
     def read_data(self) -> None:
         """Read the evaluators' data (subclasses read their training data first)."""
@@ -170,6 +174,15 @@ class Pipeline:
         self.record.update(params=self.params(encoder))
         log.info("encoder: %s", encoder.describe())
         task, datamodule = self.build_task(encoder)
+        if not self.cfg.get("train", True):  # evaluation only (the frozen base as a baseline): no fit, no export
+            if self.val_evaluators:
+                trainer.validate(task, datamodule=datamodule, verbose=False)
+                self.record.update(scores=self.scores(trainer))
+            if self.test_evaluators:
+                trainer.test(task, datamodule=datamodule, verbose=False)
+                self.record.update(scores=self.scores(trainer))
+            self.record.finish("completed")
+            return
         trainer.fit(task, datamodule=datamodule, ckpt_path=self.cfg.get("ckpt_path"))
         if trainer.interrupted:
             self.record.finish("interrupted", "training was interrupted; continue with resume=" + str(self.out))
@@ -182,6 +195,7 @@ class Pipeline:
         with full_weights(trainer):  # entered on every rank; only rank 0 writes
             if trainer.is_global_zero:
                 self.record.update(exports=self.export(encoder))
+                self.record.update(exports=self.store(encoder))
         self.record.finish("completed")
 
     # -- pieces --------------------------------------------------------------------------------------
@@ -225,6 +239,22 @@ class Pipeline:
         return out
 
 
+    def store_domain(self) -> str | None:
+        """Domain label of an adapter saved to the store (``store.domain``; subclasses may infer one)."""
+        return self.store_cfg.domain
+
+    def store(self, encoder: Encoder) -> dict[str, str]:
+        """Save the trained adapter with its metadata into the adapter store (``store.dir``), if set."""
+        if not self.store_cfg.enabled or not self.store_cfg.stores(encoder.cfg.peft.method):
+            return {}
+        from lacos_lightning.store import save_to_store
+
+        entry = save_to_store(
+            encoder, self.store_cfg.dir, domain=self.store_domain(), scores=self.record.data.get("scores", {}),
+            run_dir=self.out,
+        )
+        return {"adapter_store": str(entry)}
+
 class ContrastivePipeline(Pipeline):
     """``task=contrastive``: pairs/triplets/scored pairs, :class:`ContrastiveTask`, :class:`PairDataModule`."""
 
@@ -246,6 +276,10 @@ class ContrastivePipeline(Pipeline):
         )
         super().read_data()
 
+    def store_domain(self) -> str | None:
+        train = self.data_cfg.train
+        return self.store_cfg.domain or (train.name if train.recipe == "domain" else None)
+
     def trainer_settings(self, kwargs: dict[str, Any]) -> None:
         self.task_kwargs = ContrastiveTask.take_trainer_settings(kwargs, self.loss_cfg)
 
@@ -266,6 +300,8 @@ class ContrastivePipeline(Pipeline):
             "bits": e.bits,
             "peft_method": e.peft.method,
             "lora_r": e.peft.r if e.peft.method == "lora" else None,
+            "adapter_size": e.peft.adapter_size if e.peft.method in ("houlsby", "pfeiffer") else None,
+            "domain": self.data_cfg.train.name if self.data_cfg.train.recipe == "domain" else None,
             "data": self.data_cfg.train.recipe,
             "data_volume": len(self.records),
             "batch_size": d.batch_size,

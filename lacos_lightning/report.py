@@ -35,6 +35,8 @@ BASE_COLUMNS: list[tuple[str, str, str]] = [
     ("bits", "axes", "bits"),
     ("peft", "axes", "peft_method"),
     ("lora_r", "axes", "lora_r"),
+    ("adapter_size", "axes", "adapter_size"),
+    ("domain", "axes", "domain"),
     ("data_volume", "axes", "data_volume"),
     ("batch_size", "axes", "batch_size"),
     ("optimizer", "axes", "optimizer"),
@@ -45,6 +47,7 @@ BASE_COLUMNS: list[tuple[str, str, str]] = [
     ("peak_rss_gb", "memory", "peak_rss_gb"),
     ("peak_gpu_gb", "memory", "peak_gpu_gb"),
     ("train_pairs_per_s", "speed", "train_pairs_per_s"),
+    ("train_s", "speed", "train_seconds"),
     ("wall_time_s", "", "wall_time_s"),
 ]
 SHAPE_ABBREV = {
@@ -282,6 +285,14 @@ def plot(
 
 
 # -- the report ------------------------------------------------------------------------------------
+def _domain_section(done: list[dict[str, Any]]) -> list[str]:
+    """The domain-adaptation table, when the runs are domain runs (``data.train.recipe=domain``)."""
+    from lacos_lightning.domain_table import domain_markdown
+
+    table = domain_markdown(done)
+    return ["## Domain adaptation (test set)", "", table, ""] if table else []
+
+
 def write_report(folder: str | Path, out: str | Path | None = None, metric: str | None = None) -> dict[str, Any]:
     """Build the whole report; return the paths written and the row counts."""
     rows = collect(folder)
@@ -319,6 +330,7 @@ def write_report(folder: str | Path, out: str | Path | None = None, metric: str 
         "",
         _markdown(done, columns) if done else "(none)",
         "",
+        *_domain_section(done),
         "## Failed, invalid or interrupted runs",
         "",
         _markdown(other, other_columns) if other else "(none)",

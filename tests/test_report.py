@@ -146,11 +146,14 @@ EXPECTED_RUNS = {
     "rank_gpu": 5,
     "data_volume_gpu": 5,
     "lacos_gpu": 20,
+    "domain_adapters": 18,
 }
 SWEEPS = sorted(p.stem for p in (ROOT / "sweeps").glob("*.yaml"))
 
 
 def experiment_for(sweep: str) -> str:
+    if sweep == "domain_adapters":
+        return "domain_adapters"
     return "lacos_nli" if sweep.endswith("_gpu") else "tiny_smoke"
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from lacos_lightning.errors import require
 
-RECIPES = ("nli", "stsb", "file", "hub")
+RECIPES = ("nli", "stsb", "file", "hub", "domain")
 ROLES = ("anchor", "positive", "negative", "score")
 
 
@@ -17,9 +17,11 @@ class SourceConfig:
 
     Attributes:
         recipe: ``nli`` (entailment pairs, contradiction as hard negative), ``stsb`` (scored pairs),
-            ``file`` (a local table) or ``hub`` (a Hugging Face dataset by name).
+            ``file`` (a local table), ``hub`` (a Hugging Face dataset by name) or ``domain`` (labelled
+            pairs of a domain set, :mod:`lacos_lightning.data.domain`).
         path: local file for ``file``.
-        name: hub dataset name for ``hub`` (or to override a recipe's hub source).
+        name: hub dataset name for ``hub`` (or to override a recipe's hub source); for ``domain`` the
+            domain: ``twitter``, ``mqp`` or ``qatar``.
         subset: hub dataset configuration name.
         split: split to read (recipes: ``train``/``dev``/``test``; NLI also ``validation``).
         format: ``csv``, ``tsv``, ``jsonl`` or ``parquet``; ``None`` guesses from the extension.
@@ -52,6 +54,10 @@ class SourceConfig:
             require(bool(self.path), "data.train.recipe=file needs data.train.path")
         if self.recipe == "hub":
             require(bool(self.name), "data.train.recipe=hub needs data.train.name (a dataset id)")
+        if self.recipe == "domain":
+            from lacos_lightning.data.domain import check_split
+
+            check_split(str(self.name), self.split)
         if self.recipe in ("file", "hub"):
             require(
                 {"anchor", "positive"} <= set(self.columns),

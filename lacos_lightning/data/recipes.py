@@ -113,6 +113,10 @@ def load_source(cfg: SourceConfig, root: Path | None) -> list[dict[str, Any]]:
         return nli(split, root, cfg.hard_negatives)
     if cfg.recipe == "stsb":
         return stsb(cfg.lang, cfg.split, root)
+    if cfg.recipe == "domain":
+        from lacos_lightning.data.domain import domain_pairs
+
+        return domain_pairs(str(cfg.name), cfg.split, root)
     if cfg.recipe == "file":
         frame = read_table(cfg.path, cfg.format, cfg.header)
         where = str(cfg.path)

@@ -69,7 +69,8 @@ def build_evaluators(specs: Any, root: Path | None, batch_size: int = 64) -> lis
     """Build evaluators from config specs.
 
     A spec is a string ``sts:LANG:SPLIT`` (STS-B, e.g. ``sts:en:dev``), ``tatoeba:LANG`` (e.g.
-    ``tatoeba:deu``), or a mapping ``{kind: sts_file, path: ..., columns: [s1, s2, score], header:
+    ``tatoeba:deu``), ``domain:NAME:SPLIT`` (pair classification on a domain set, e.g.
+    ``domain:mqp:test``; :mod:`lacos_lightning.data.domain`), or a mapping ``{kind: sts_file, path: ..., columns: [s1, s2, score], header:
     bool, name: ...}`` for scored pairs in a local file. All data is read here, before any model.
     """
     from lacos_lightning.data.readers import check_records, read_table, select_columns
@@ -85,12 +86,16 @@ def build_evaluators(specs: Any, root: Path | None, batch_size: int = 64) -> lis
                 records = stsb(parts[1], parts[2], root)
                 out.append(STSEvaluator(f"stsb-{parts[1]}-{parts[2]}", records, batch_size))
                 continue
+            if parts[0] == "domain" and len(parts) == 3:
+                out.append(_domain_evaluator(parts[1], parts[2], root, batch_size))
+                continue
             if parts[0] == "tatoeba" and len(parts) == 2:
                 src, eng = tatoeba(parts[1], root)
                 out.append(BitextEvaluator(f"tatoeba-{parts[1]}", src, eng, batch_size))
                 continue
             raise ConfigError(
-                f"evaluator spec {spec!r} is unknown; use sts:LANG:SPLIT, tatoeba:LANG or a sts_file mapping"
+                f"evaluator spec {spec!r} is unknown; use sts:LANG:SPLIT, tatoeba:LANG, "
+                "domain:NAME:SPLIT or a sts_file mapping"
             )
         spec = dict(spec)
         if spec.get("kind") != "sts_file" or "path" not in spec:
@@ -101,3 +106,11 @@ def build_evaluators(specs: Any, root: Path | None, batch_size: int = 64) -> lis
         check_records(records, spec["path"])
         out.append(STSEvaluator(spec.get("name", Path(spec["path"]).stem), records, batch_size))
     return out
+
+
+def _domain_evaluator(name: str, split: str, root: Path | None, batch_size: int) -> Evaluator:
+    """``domain:NAME:SPLIT``: AP / best accuracy (/ Spearman for graded labels) on a domain set."""
+    from lacos_lightning.data.domain import domain_pairs
+    from lacos_lightning.eval.pairs import PairClassificationEvaluator
+
+    return PairClassificationEvaluator(f"{name}-{split}", domain_pairs(name, split, root), batch_size)

@@ -9,7 +9,8 @@ from lacos_lightning.errors import require
 from lacos_lightning.models.pooling import POOLING_MODES
 
 BITS = (32, 16, 8, 4)
-PEFT_METHODS = ("lora", "none", "full")
+PEFT_METHODS = ("lora", "ia3", "houlsby", "pfeiffer", "full", "none")
+ADAPTER_ACTIVATIONS = ("relu", "gelu", "swish")
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -23,16 +24,23 @@ def _from_mapping(cls: type, values: Any, where: str) -> Any:
 
 
 @dataclass
-class LoraSettings:
-    """Parameter-efficient method and its settings.
+class PeftSettings:
+    """Parameter-efficient method and its settings (one class for every method).
 
     Attributes:
-        method: ``lora`` (peft LoRA adapters), ``none`` (frozen backbone) or ``full`` (every weight
-            trains; only at 32 or 16 bits).
+        method: ``lora`` (peft LoRA), ``ia3`` (peft IA3), ``houlsby`` (two bottleneck adapters per
+            layer), ``pfeiffer`` (one bottleneck adapter per layer, after the feed-forward block),
+            ``full`` (every weight trains; only at 32 or 16 bits) or ``none`` (frozen backbone).
         r: LoRA rank.
         alpha: LoRA scaling numerator (the update is scaled by ``alpha / r``).
         dropout: dropout on the LoRA input.
-        target_modules: module names to adapt; ``None`` takes peft's default for the architecture.
+        target_modules: modules to adapt (LoRA/IA3 targets, or the output Linear layers that bottleneck
+            adapters follow); ``None`` takes the default for the architecture.
+        feedforward_modules: IA3: targets whose input (not output) is scaled; ``None``: peft's default.
+        adapter_size: bottleneck width m of houlsby/pfeiffer adapters.
+        adapter_activation: non-linearity inside a bottleneck adapter (``relu``, ``gelu``, ``swish``).
+        adapter_init_std: std of the down-projection at init (the up-projection starts at zero, so an
+            adapter starts as the identity).
     """
 
     method: str = "lora"
@@ -40,15 +48,40 @@ class LoraSettings:
     alpha: float = 16.0
     dropout: float = 0.05
     target_modules: list[str] | None = None
+    feedforward_modules: list[str] | None = None
+    adapter_size: int = 64
+    adapter_activation: str = "relu"
+    adapter_init_std: float = 1e-2
 
     def __post_init__(self) -> None:
         require(self.method in PEFT_METHODS, f"peft.method={self.method!r} is unknown; choose one of {PEFT_METHODS}")
         require(isinstance(self.r, int) and self.r >= 1, f"peft.r={self.r!r} must be an integer >= 1")
         require(self.alpha > 0, f"peft.alpha={self.alpha!r} must be > 0")
         require(0.0 <= self.dropout < 1.0, f"peft.dropout={self.dropout!r} must be in [0, 1)")
-        if self.target_modules is not None:
-            self.target_modules = [str(m) for m in self.target_modules]
-            require(len(self.target_modules) > 0, "peft.target_modules is empty; leave it null for the default")
+        require(
+            isinstance(self.adapter_size, int) and not isinstance(self.adapter_size, bool) and self.adapter_size >= 1,
+            f"peft.adapter_size={self.adapter_size!r} must be an integer >= 1 (the bottleneck width)",
+        )
+        require(
+            self.adapter_activation in ADAPTER_ACTIVATIONS,
+            f"peft.adapter_activation={self.adapter_activation!r} is unknown; choose one of {ADAPTER_ACTIVATIONS}",
+        )
+        require(self.adapter_init_std >= 0, f"peft.adapter_init_std={self.adapter_init_std!r} must be >= 0")
+        for key in ("target_modules", "feedforward_modules"):
+            value = getattr(self, key)
+            if value is not None:
+                setattr(self, key, [str(m) for m in value])
+                require(len(getattr(self, key)) > 0, f"peft.{key} is empty; leave it null for the default")
+        if self.feedforward_modules is not None:
+            require(self.method == "ia3", f"peft.feedforward_modules is an IA3 setting; method is {self.method}")
+
+    @property
+    def trains_backbone_weights(self) -> bool:
+        """Whether the method changes the backbone's own weights (only ``full`` does)."""
+        return self.method == "full"
+
+
+LoraSettings = PeftSettings  # the former name, kept importable
 
 
 @dataclass
@@ -71,7 +104,7 @@ class EncoderConfig:
         normalize: L2-normalise the output.
         append_eos: append the EOS token to every text; ``None`` does so for decoders.
         gradient_checkpointing: recompute activations in the backward pass to save memory.
-        peft: the parameter-efficient method (:class:`LoraSettings`).
+        peft: the parameter-efficient method (:class:`PeftSettings`).
         keep_layers: keep only these transformer layers of the loaded backbone (e.g. ``[0, 5]``), in this
             order: a student initialised from a subset of a teacher's layers (:mod:`models.layers`).
     """
@@ -87,12 +120,12 @@ class EncoderConfig:
     normalize: bool = True
     append_eos: bool | None = None
     gradient_checkpointing: bool = False
-    peft: LoraSettings = field(default_factory=LoraSettings)
+    peft: PeftSettings = field(default_factory=PeftSettings)
     keep_layers: list[int] | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.peft, LoraSettings):
-            self.peft = _from_mapping(LoraSettings, self.peft, "peft")
+        if not isinstance(self.peft, PeftSettings):
+            self.peft = _from_mapping(PeftSettings, self.peft, "peft")
         require(bool(self.name), "encoder.name is empty; give a hub id or a local path")
         require(self.bits in BITS, f"encoder.bits={self.bits!r} is not supported; choose one of {BITS}")
         require(self.dtype in DTYPES, f"encoder.dtype={self.dtype!r} is unknown; choose one of {DTYPES}")
@@ -110,7 +143,7 @@ class EncoderConfig:
         if self.peft.method == "full":
             require(
                 self.bits in (32, 16),
-                f"peft.method=full cannot train a {self.bits}-bit backbone; use bits 32 or 16, or a LoRA adapter",
+                f"peft.method=full cannot train a {self.bits}-bit backbone; use bits 32 or 16, or an adapter method",
             )
 
     def _check_keep_layers(self) -> None:

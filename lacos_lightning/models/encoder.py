@@ -9,12 +9,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+from peft import IA3Config, LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from torch import nn
 from tqdm.auto import tqdm
 
 from lacos_lightning.errors import ConfigError
+from lacos_lightning.models.adapters import BottleneckAdapters, default_adapter_targets
 from lacos_lightning.models.backbone import load_backbone
 from lacos_lightning.models.config import EncoderConfig
 from lacos_lightning.models.pooling import pool
@@ -48,6 +49,8 @@ class Encoder(nn.Module):
         self.model_type = model.config.model_type
         self.hidden_size = model.config.hidden_size
         self.max_seq_length = cfg.max_seq_length or self.info.get("max_seq_length") or 128
+        self.bottleneck: BottleneckAdapters | None = None  # houlsby/pfeiffer adapters, set by _apply_peft
+        self.active_adapter: str | None = None  # the adapter in use (lacos_lightning.store switches it)
         self.backbone = self._apply_peft(model)
         self.projection = nn.Linear(self.hidden_size, cfg.projection_dim) if cfg.projection_dim else None
         accepted = inspect.signature(model.forward).parameters
@@ -55,6 +58,11 @@ class Encoder(nn.Module):
         self.train()  # from_pretrained returns eval mode; training uses the backbone's dropout
 
     def _apply_peft(self, model: nn.Module) -> nn.Module:
+        """Freeze the backbone and add the configured method: peft LoRA/IA3, bottleneck adapters, or none.
+
+        ``full`` leaves every weight trainable. Adapters are named ``default``; more can be loaded
+        next to it later (:mod:`lacos_lightning.store`).
+        """
         settings = self.cfg.peft
         if self.cfg.bits in (8, 4):
             model = prepare_model_for_kbit_training(
@@ -64,18 +72,40 @@ class Encoder(nn.Module):
             )
         elif self.cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        if settings.method == "lora":
-            targets = settings.target_modules or default_target_modules(self.model_type)
-            lora = LoraConfig(
-                r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=targets
-            )
-            try:
-                return get_peft_model(model, lora)
-            except ValueError as err:
-                raise ConfigError(f"peft.target_modules={targets} do not fit {self.model_type}: {err}") from err
         for param in model.parameters():
             param.requires_grad_(settings.method == "full")
+        if settings.method in ("lora", "ia3", "houlsby", "pfeiffer"):
+            self.active_adapter = "default"
+        if settings.method in ("lora", "ia3"):
+            return self._peft_model(model)
+        if settings.method in ("houlsby", "pfeiffer"):
+            if self.cfg.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
+                model.enable_input_require_grads()
+            self.bottleneck = BottleneckAdapters(model)
+            self.bottleneck.add(
+                "default",
+                settings.method,
+                settings.target_modules or default_adapter_targets(self.model_type, settings.method),
+                settings.adapter_size,
+                settings.adapter_activation,
+                settings.adapter_init_std,
+            )
         return model
+
+    def _peft_model(self, model: nn.Module) -> nn.Module:
+        settings = self.cfg.peft
+        if settings.method == "lora":
+            targets = settings.target_modules or default_target_modules(self.model_type)
+            config = LoraConfig(
+                r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=targets
+            )
+        else:
+            targets = settings.target_modules
+            config = IA3Config(target_modules=targets, feedforward_modules=settings.feedforward_modules)
+        try:
+            return get_peft_model(model, config)
+        except ValueError as err:
+            raise ConfigError(f"peft.target_modules={targets} do not fit {self.model_type}: {err}") from err
 
     @property
     def output_dim(self) -> int:
@@ -134,7 +164,7 @@ class Encoder(nn.Module):
         return result
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Only the weights that train (LoRA matrices, projection): what checkpoints hold."""
+        """Only the weights that train (adapters, projection; everything for ``full``): what checkpoints hold."""
         return {n: p.detach().clone() for n, p in self.named_parameters() if p.requires_grad}
 
     def parameter_counts(self) -> dict[str, int]:
@@ -157,6 +187,7 @@ class Encoder(nn.Module):
             "bits": self.cfg.bits,
             "peft_method": self.cfg.peft.method,
             "lora_r": self.cfg.peft.r if self.cfg.peft.method == "lora" else None,
+            "adapter_size": self.cfg.peft.adapter_size if self.bottleneck is not None else None,
             "pooling": self.cfg.pooling,
             "output_dim": self.output_dim,
             "max_seq_length": self.max_seq_length,

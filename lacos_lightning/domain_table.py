@@ -1,0 +1,66 @@
+"""The domain-adaptation table of ``lacos-report``: per domain, each method's test score against the frozen
+base and full fine-tuning, with its share of trainable parameters, training time and peak memory."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+METHOD_ORDER = ("none", "full", "lora", "ia3", "houlsby", "pfeiffer")
+
+
+def _label(r: dict[str, Any]) -> str:
+    method = r.get("peft") or "?"
+    if method == "none":
+        return "frozen base"
+    if method == "lora" and r.get("lora_r"):
+        return f"lora r={r['lora_r']}"
+    if method in ("houlsby", "pfeiffer") and r.get("adapter_size"):
+        return f"{method} m={r['adapter_size']}"
+    return {"full": "full fine-tuning"}.get(method, method)
+
+
+def _f(value: Any, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def domain_rows(rows: Sequence[dict[str, Any]], metric: str = "ap") -> list[dict[str, Any]]:
+    """One row per completed domain run: test ``metric`` and its ratio to full fine-tuning and the frozen base."""
+    out = []
+    for r in rows:
+        if not r.get("domain"):
+            continue
+        score = next((v for k, v in r["scores"].items() if k == f"domain/{r['domain']}-test/{metric}"), None)
+        out.append({**r, "test_score": score})
+    for r in out:
+        same = [o for o in out if o["domain"] == r["domain"]]
+        full = next((o["test_score"] for o in same if o.get("peft") == "full"), None)
+        base = next((o["test_score"] for o in same if o.get("peft") == "none"), None)
+        s = r["test_score"]
+        r["vs_full_pct"] = None if None in (s, full) else 100 * (s - full) / full
+        r["vs_base"] = None if None in (s, base) else s - base
+    rank = {m: i for i, m in enumerate(METHOD_ORDER)}
+    return sorted(out, key=lambda r: (r["domain"], rank.get(r.get("peft"), 99), r.get("run", "")))
+
+
+def domain_markdown(rows: Sequence[dict[str, Any]], metric: str = "ap") -> str:
+    """The table as markdown ("" when no run has a domain)."""
+    table = domain_rows(rows, metric)
+    if not table:
+        return ""
+    lines = [
+        f"| domain | method | test {metric.upper() if metric == 'ap' else metric} x100 | vs full (relative) | "
+        "vs frozen base | trainable params | trainable % | training time (s) | peak RSS (GB) | wall time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in table:
+        vs_full = "-" if r["vs_full_pct"] is None or r.get("peft") == "full" else f"{r['vs_full_pct']:+.2f}%"
+        vs_base = "-" if r["vs_base"] is None or r.get("peft") == "none" else f"{r['vs_base']:+.2f}"
+        trainable = r.get("trainable_params") or 0
+        cells = [
+            r["domain"], _label(r), _f(r["test_score"], ".2f"), vs_full, vs_base, f"{trainable:,}",
+            _f(r.get("trainable_pct"), ".2f"), _f(r.get("train_s"), ".0f"), _f(r.get("peak_rss_gb"), ".2f"),
+            _f(r.get("wall_time_s"), ".0f"),
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
