@@ -238,7 +238,6 @@ class Pipeline:
             )
         return out
 
-
     def store_domain(self) -> str | None:
         """Domain label of an adapter saved to the store (``store.domain``; subclasses may infer one)."""
         return self.store_cfg.domain
@@ -250,10 +249,14 @@ class Pipeline:
         from lacos_lightning.store import save_to_store
 
         entry = save_to_store(
-            encoder, self.store_cfg.dir, domain=self.store_domain(), scores=self.record.data.get("scores", {}),
+            encoder,
+            self.store_cfg.dir,
+            domain=self.store_domain(),
+            scores=self.record.data.get("scores", {}),
             run_dir=self.out,
         )
         return {"adapter_store": str(entry)}
+
 
 class ContrastivePipeline(Pipeline):
     """``task=contrastive``: pairs/triplets/scored pairs, :class:`ContrastiveTask`, :class:`PairDataModule`."""
