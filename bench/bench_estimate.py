@@ -300,7 +300,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace, measured_env: d
 def main() -> None:
     args = parse_args()
     if args.worker:
-        common.print_result(worker(json.loads(args.worker)))
+        common.print_result(worker(common.load_job(args.worker)))
         return
     if args.reuse:
         payload = json.loads(results_path(args).read_text())

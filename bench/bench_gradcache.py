@@ -18,7 +18,6 @@ from the moment the encoder is loaded: the kernel's peak-RSS counter (VmHWM) is 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from typing import Any
 
@@ -113,7 +112,7 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     args = parse_args()
     if args.worker:
-        common.print_result(worker(json.loads(args.worker)))
+        common.print_result(worker(common.load_job(args.worker)))
         return
     root = common.data_dir()
     common.minilm_path()

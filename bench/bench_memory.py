@@ -25,7 +25,6 @@ Non-quantized parts are bf16 at 16/8/4 bits (``--dtype auto``, the set-up of sha
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import Any
@@ -193,7 +192,7 @@ def worker(job: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     args = parse_args()
     if args.worker:
-        common.print_result(worker(json.loads(args.worker)))
+        common.print_result(worker(common.load_job(args.worker)))
         return
     root = common.data_dir()
     common.minilm_path()

@@ -272,6 +272,11 @@ def quiet_libraries() -> None:
 RESULT_TAG = "BENCH_RESULT "
 
 
+def load_job(arg: str) -> dict[str, Any]:
+    """Worker side: the job given by :func:`run_worker` (``-``: JSON on stdin) or a JSON string."""
+    return json.loads(sys.stdin.read() if arg == "-" else arg)
+
+
 def print_result(result: dict[str, Any]) -> None:
     """Worker side: hand ``result`` to the parent (the last tagged line of stdout)."""
     print(RESULT_TAG + json.dumps(result), flush=True)
@@ -280,11 +285,17 @@ def print_result(result: dict[str, Any]) -> None:
 def run_worker(script: str, job: dict[str, Any], timeout: int, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``script --worker JOB`` in a fresh Python process and return its result plus ``process_s``
     (wall seconds of the whole process), or a row with ``error`` when it failed or timed out."""
-    cmd = [sys.executable, os.path.abspath(script), "--worker", json.dumps(job)]
+    cmd = [sys.executable, os.path.abspath(script), "--worker", "-"]  # the job on stdin: no argv length limit
     start = time.perf_counter()
     try:
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT, env={**os.environ, **(env or {})}
+            cmd,
+            input=json.dumps(job),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=REPO_ROOT,
+            env={**os.environ, **(env or {})},
         )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout} s"}
