@@ -40,16 +40,62 @@ class DistillSettings:
         cache_dir: where (``None``: ``$LACOS_CACHE_DIR/teacher_embeddings`` or ``~/.cache/lacos_lightning/...``).
         teacher_batch_size: sentences per teacher forward when filling the cache.
         speed_texts: sentences encoded by student and teacher to compare their speed (0: skip).
+        init_projection: ``random`` (PyTorch's default init) or ``pca``: the student's output projection
+            starts as the top principal directions of its own pooled embeddings (on ``pca_texts`` training
+            sentences), the best linear map to the smaller dimension in the least-squares sense, so the
+            student starts with its cosine geometry nearly intact.
+        pca_texts: sentences for ``init_projection=pca``.
+        freeze_embeddings: keep the student's input-embedding matrix fixed (a third to most of a small
+            student's parameters; its dense gradient and optimizer state cost time on CPUs).
     """
 
     cache: bool = True
     cache_dir: str | None = None
     teacher_batch_size: int = 128
     speed_texts: int = 1000
+    init_projection: str = "random"
+    pca_texts: int = 2000
+    freeze_embeddings: bool = False
 
     def __post_init__(self) -> None:
+        require(
+            self.init_projection in ("random", "pca"),
+            f"distill.init_projection={self.init_projection!r} is unknown; choose random or pca",
+        )
+        require(self.pca_texts >= 2, f"distill.pca_texts={self.pca_texts} must be >= 2")
         require(self.teacher_batch_size >= 1, f"distill.teacher_batch_size={self.teacher_batch_size} must be >= 1")
         require(self.speed_texts >= 0, f"distill.speed_texts={self.speed_texts} must be >= 0")
+
+
+@torch.inference_mode()
+def pooled_embeddings(encoder: Encoder, texts: list[str], batch_size: int = 64) -> torch.Tensor:
+    """The encoder's pooled embeddings of ``texts`` before its projection and normalisation, eval mode."""
+    projection, was_training = encoder.projection, encoder.training
+    encoder.projection = None
+    encoder.eval()
+    try:
+        out = []
+        for i in range(0, len(texts), batch_size):
+            features = {k: v.to(encoder.device) for k, v in encoder.tokenize(texts[i : i + batch_size]).items()}
+            out.append(encoder(features, normalize=False).float().cpu())
+    finally:
+        encoder.projection = projection
+        encoder.train(was_training)
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def pca_projection(encoder: Encoder, texts: list[str], batch_size: int = 64) -> None:
+    """Set ``encoder.projection`` (in place) to the top principal directions of the encoder's pooled
+    embeddings of ``texts``, uncentred (the best rank-k approximation of the vectors themselves, which
+    keeps their cosines as far as k dimensions allow); the bias is zero."""
+    projection = encoder.projection
+    pooled = pooled_embeddings(encoder, texts, batch_size)
+    k = projection.out_features
+    require(pooled.size(0) >= k, f"distill.pca_texts: {pooled.size(0)} sentences, fewer than the {k} directions")
+    _, _, vh = torch.linalg.svd(pooled.double(), full_matrices=False)
+    projection.weight.copy_(vh[:k].to(device=projection.weight.device, dtype=projection.weight.dtype))
+    projection.bias.zero_()
 
 
 def distill_losses(
