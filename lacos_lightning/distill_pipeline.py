@@ -180,7 +180,7 @@ class DistillPipeline(Pipeline):
             self.record.update(
                 scores={k.replace("/heldout/", "/heldout_initial/"): round(v, 6) for k, v in before.items()}
             )
-        collate = DistillCollator(encoder.tokenize, targets, index)
+        collate = DistillCollator(encoder.tokenize, targets, index, self.loss_cfg.embed_sources)
         d = self.data_cfg
         datamodule = DistillDataModule(
             self.records, d.batch_size, d.seed, collate, d.num_workers, self.val_evaluators, self.test_evaluators

@@ -127,6 +127,28 @@ def test_layer_subset_student_exports_to_sentence_transformers(tmp_path: Path, p
     torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("embed_sources", [True, False])
+def test_parallel_pairs_train_with_every_loss(tmp_path: Path, embed_sources: bool) -> None:
+    english = _sentences(300)
+    (tmp_path / "par.en").write_text("\n".join(english) + "\n")
+    (tmp_path / "par.xx").write_text("\n".join(" ".join(reversed(t.split())) for t in english) + "\n")
+    cfg = _cfg(
+        tmp_path,
+        "backbone=tiny-bert",
+        "encoder.keep_layers=null",
+        "encoder.projection_dim=null",
+        f"data.sources=[{{kind: lines, path: {tmp_path / 'par'}, langs: [en, xx]}}, {{kind: lines, path: {tmp_path / 'corpus'}, langs: [en]}}]",
+        "loss.bitext=1.0",
+        f"loss.embed_sources={str(embed_sources).lower()}",
+        "trainer.max_steps=4",
+        "trainer.log_every_n_steps=1",
+    )
+    record = Pipeline(cfg).run()
+    assert record["status"] == "completed", record["error"]
+    rows = (tmp_path / "run" / "csv" / "metrics.csv").read_text().splitlines()
+    assert {"train/mse", "train/kl", "train/bitext"} <= set(rows[0].split(","))
+
+
 def test_pca_projection_spans_the_top_principal_directions() -> None:
     import numpy as np
 
