@@ -149,6 +149,23 @@ def test_parallel_pairs_train_with_every_loss(tmp_path: Path, embed_sources: boo
     assert {"train/mse", "train/kl", "train/bitext"} <= set(rows[0].split(","))
 
 
+@pytest.mark.parametrize("bits", [8, 4])
+def test_quantized_teacher(tmp_path: Path, bits: int) -> None:
+    cfg = _cfg(
+        tmp_path,
+        "backbone=tiny-bert",
+        "encoder.keep_layers=null",
+        "encoder.projection_dim=32",
+        f"teacher.bits={bits}",
+        "data.max_train_samples=64",
+        "trainer.max_steps=2",
+    )
+    record = Pipeline(cfg).run()
+    assert record["status"] == "completed", record["error"]
+    assert record["axes"]["teacher_bits"] == bits
+    assert "distill/heldout/sim_mad" in record["scores"]
+
+
 def test_pca_projection_spans_the_top_principal_directions() -> None:
     import numpy as np
 
