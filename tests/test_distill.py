@@ -131,13 +131,15 @@ def test_layer_subset_student_exports_to_sentence_transformers(tmp_path: Path, p
 def test_parallel_pairs_train_with_every_loss(tmp_path: Path, embed_sources: bool) -> None:
     english = _sentences(300)
     (tmp_path / "par.en").write_text("\n".join(english) + "\n")
+    (tmp_path / "rel.tsv").write_text("a\tb\n" + "".join(f"{x}\t{y}\n" for x, y in zip(english[::2], english[1::2])))
     (tmp_path / "par.xx").write_text("\n".join(" ".join(reversed(t.split())) for t in english) + "\n")
     cfg = _cfg(
         tmp_path,
         "backbone=tiny-bert",
         "encoder.keep_layers=null",
         "encoder.projection_dim=null",
-        f"data.sources=[{{kind: lines, path: {tmp_path / 'par'}, langs: [en, xx]}}, {{kind: lines, path: {tmp_path / 'corpus'}, langs: [en]}}]",
+        f"data.sources=[{{kind: lines, path: {tmp_path / 'par'}, langs: [en, xx]}}, "
+        f"{{kind: table, path: {tmp_path / 'rel.tsv'}, text_columns: [a, b], related: true}}]",
         "loss.bitext=1.0",
         f"loss.embed_sources={str(embed_sources).lower()}",
         "trainer.max_steps=4",

@@ -18,7 +18,8 @@ class DistillCollator:
     A batch holds ``teacher`` (the teacher embeddings of every record's source, before normalisation),
     ``source_rows`` (the records whose source the student embeds: all, or with ``embed_paired_sources=False``
     only those without a translation) and ``source`` (their features), ``paired`` (indices of the records
-    with a translation) and ``translation`` (their features) when there are any.
+    with a translation) and ``translation`` (their features) when there are any, and ``related_rows``,
+    ``related`` (features) and ``teacher_related`` (targets) for records with a related sentence.
 
     Args:
         tokenize: the student's tokenize function.
@@ -49,6 +50,12 @@ class DistillCollator:
         }
         if rows:
             batch["source"] = self.tokenize([sources[i] for i in rows])
+        related = [i for i, r in enumerate(records) if "related" in r]
+        batch["related_rows"] = torch.tensor(related, dtype=torch.long)
+        if related:
+            texts = [records[i]["related"] for i in related]
+            batch["related"] = self.tokenize(texts)
+            batch["teacher_related"] = self.targets[torch.tensor([self.index[t] for t in texts])]
         if paired:
             batch["translation"] = self.tokenize([records[i]["translation"] for i in paired])
         return batch

@@ -188,11 +188,15 @@ class DistillationTask(EmbeddingTask):
         if rows.numel():
             parts.append(self.encoder(batch["source"], normalize=False))
             targets.append(teacher[rows])
+        if "related" in batch:  # the related sentences of plain records go after the sources
+            parts.append(self.encoder(batch["related"], normalize=False))
+            targets.append(batch["teacher_related"].float())
         translated = counterpart = None
         if paired.numel():
             parts.append(self.encoder(batch["translation"], normalize=False))
             targets.append(teacher[paired])
-            translated = torch.arange(rows.numel(), rows.numel() + paired.numel(), device=teacher.device)
+            start = sum(part.size(0) for part in parts[:-1])
+            translated = torch.arange(start, start + paired.numel(), device=teacher.device)
             # with every source embedded, rows == range(batch), so a record's source is at its own index
             counterpart = parts[0][paired] if self.loss.embed_sources else teacher[paired]
         terms = distill_losses(
