@@ -26,7 +26,7 @@ from lacos_lightning.models import Encoder, EncoderConfig
 from lacos_lightning.models.config import _from_mapping
 from lacos_lightning.models.layers import size_counts
 from lacos_lightning.pipeline import Pipeline, _plain
-from lacos_lightning.tasks.distill import DistillationTask, DistillSettings
+from lacos_lightning.tasks.distill import DistillationTask, DistillSettings, pca_projection
 from lacos_lightning.tasks.teacher_cache import TeacherCache
 
 log = logging.getLogger("lacos_lightning")
@@ -150,6 +150,7 @@ class DistillPipeline(Pipeline):
                 tested.add(("stsb", rest.rsplit("-", 1)[-1]))
             elif kind == "tatoeba":
                 tested.add(("tatoeba", f"{rest}-eng"))
+            tested |= _test_set_keys(list(getattr(ev, "files", [])))
         for described, f in files:
             clash = _test_set_keys([f]) & tested
             require(
@@ -160,7 +161,8 @@ class DistillPipeline(Pipeline):
         self.teacher = Encoder(self.teacher_cfg).eval()
         self.teacher.requires_grad_(False)
         log.info("teacher: %s", self.teacher.describe())
-        texts = sorted({r["source"] for r in self.records} | set(self.heldout))
+        texts = sorted({r["source"] for r in self.records} | {r["related"] for r in self.records if "related" in r})
+        texts = sorted(set(texts) | set(self.heldout))
         cache = TeacherCache(self.distill_cfg.cache_dir, self.distill_cfg.cache)
         targets = cache.embeddings(self.teacher, texts, self.distill_cfg.teacher_batch_size)
         self.record.update(teacher_cache={**cache.last, "texts": len(texts)})
@@ -169,6 +171,7 @@ class DistillPipeline(Pipeline):
         for ev in self.val_evaluators + self.test_evaluators:
             if isinstance(ev, TeacherDistanceEvaluator):
                 ev.teacher = heldout_targets
+        self.prepare_student(encoder)
         task = DistillationTask(
             encoder, self.loss_cfg, self.optim_cfg, self.teacher.output_dim, self.val_evaluators, self.test_evaluators
         )
@@ -178,12 +181,27 @@ class DistillPipeline(Pipeline):
             self.record.update(
                 scores={k.replace("/heldout/", "/heldout_initial/"): round(v, 6) for k, v in before.items()}
             )
-        collate = DistillCollator(encoder.tokenize, targets, index)
+        collate = DistillCollator(encoder.tokenize, targets, index, self.loss_cfg.embed_sources)
         d = self.data_cfg
         datamodule = DistillDataModule(
             self.records, d.batch_size, d.seed, collate, d.num_workers, self.val_evaluators, self.test_evaluators
         )
         return task, datamodule
+
+    def prepare_student(self, encoder: Encoder) -> None:
+        """``distill.freeze_embeddings`` and ``distill.init_projection`` (not on resume: the checkpoint has them)."""
+        settings = self.distill_cfg
+        if settings.freeze_embeddings:
+            encoder.base_model.get_input_embeddings().requires_grad_(False)
+            self.record.update(params=self.params(encoder))
+        if settings.init_projection == "pca" and encoder.projection is not None and not self.cfg.get("ckpt_path"):
+            texts = sorted({r["source"] for r in self.records})
+            texts = [
+                texts[i]
+                for i in torch.randperm(len(texts), generator=torch.Generator().manual_seed(0))[: settings.pca_texts]
+            ]
+            pca_projection(encoder, texts)
+            log.info("student projection initialised from the principal directions of %d sentences", len(texts))
 
     def after_test(self, trainer: pl.Trainer, task: pl.LightningModule, encoder: Encoder) -> None:
         self.record.update(params={"teacher": self.params(self.teacher) | size_counts(self.teacher.backbone)})

@@ -99,6 +99,7 @@ def test_layer_subset_student_exports_to_sentence_transformers(tmp_path: Path, p
 
     from lacos_lightning.export import load_encoder
 
+    extra = ["distill.freeze_embeddings=true", "distill.init_projection=pca", "distill.pca_texts=64"]
     cfg = _cfg(
         tmp_path,
         STUDENT_OF_TEACHER,
@@ -109,10 +110,14 @@ def test_layer_subset_student_exports_to_sentence_transformers(tmp_path: Path, p
         "trainer.max_steps=3",
         "optim.lr=1e-2",
         "export.sentence_transformers=true",
+        *(extra if peft == "full" else []),
     )
     record = Pipeline(cfg).run()
     assert record["status"] == "completed", record["error"]
     assert record["params"]["num_layers"] == 2
+    if peft == "full":  # everything trains but the input-embedding matrix
+        params = record["params"]
+        assert params["trainable_params"] == params["total_params"] - params["embedding_params"]
     texts = ["A man plays the guitar.", "Two dogs run", "x", "A much longer sentence about a woman reading a book."]
     ours = load_encoder(record["exports"]["adapter"]).encode(texts)
     st = SentenceTransformer(record["exports"]["sentence_transformers"], device="cpu")
@@ -120,6 +125,64 @@ def test_layer_subset_student_exports_to_sentence_transformers(tmp_path: Path, p
     theirs = torch.from_numpy(st.encode(texts))
     assert theirs.shape == (4, 16)
     torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("embed_sources", [True, False])
+def test_parallel_pairs_train_with_every_loss(tmp_path: Path, embed_sources: bool) -> None:
+    english = _sentences(300)
+    (tmp_path / "par.en").write_text("\n".join(english) + "\n")
+    (tmp_path / "rel.tsv").write_text("a\tb\n" + "".join(f"{x}\t{y}\n" for x, y in zip(english[::2], english[1::2])))
+    (tmp_path / "par.xx").write_text("\n".join(" ".join(reversed(t.split())) for t in english) + "\n")
+    cfg = _cfg(
+        tmp_path,
+        "backbone=tiny-bert",
+        "encoder.keep_layers=null",
+        "encoder.projection_dim=null",
+        f"data.sources=[{{kind: lines, path: {tmp_path / 'par'}, langs: [en, xx]}}, "
+        f"{{kind: table, path: {tmp_path / 'rel.tsv'}, text_columns: [a, b], related: true}}]",
+        "loss.bitext=1.0",
+        f"loss.embed_sources={str(embed_sources).lower()}",
+        "trainer.max_steps=4",
+        "trainer.log_every_n_steps=1",
+    )
+    record = Pipeline(cfg).run()
+    assert record["status"] == "completed", record["error"]
+    rows = (tmp_path / "run" / "csv" / "metrics.csv").read_text().splitlines()
+    assert {"train/mse", "train/kl", "train/bitext"} <= set(rows[0].split(","))
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_quantized_teacher(tmp_path: Path, bits: int) -> None:
+    cfg = _cfg(
+        tmp_path,
+        "backbone=tiny-bert",
+        "encoder.keep_layers=null",
+        "encoder.projection_dim=32",
+        f"teacher.bits={bits}",
+        "data.max_train_samples=64",
+        "trainer.max_steps=2",
+    )
+    record = Pipeline(cfg).run()
+    assert record["status"] == "completed", record["error"]
+    assert record["axes"]["teacher_bits"] == bits
+    assert "distill/heldout/sim_mad" in record["scores"]
+
+
+def test_pca_projection_spans_the_top_principal_directions() -> None:
+    import numpy as np
+
+    from lacos_lightning.tasks.distill import pca_projection, pooled_embeddings
+
+    cfg = EncoderConfig(name=MINILM, random_init=TEACHER, projection_dim=6, peft={"method": "none"})
+    encoder = Encoder(cfg)
+    texts = _sentences(60)
+    pca_projection(encoder, texts)
+    pooled = pooled_embeddings(encoder, texts).double().numpy()
+    _, _, vh = np.linalg.svd(pooled, full_matrices=False)  # independent: numpy's SVD
+    ours = encoder.projection.weight.detach().double().numpy()
+    np.testing.assert_allclose(ours @ ours.T, np.eye(6), atol=1e-5)
+    np.testing.assert_allclose(ours.T @ ours, vh[:6].T @ vh[:6], atol=1e-4)  # the same 6-d subspace
+    assert encoder.projection.bias.abs().max().item() == 0
 
 
 def test_select_layers_equals_a_model_built_with_those_layers() -> None:
@@ -167,3 +230,8 @@ def test_tatoeba_hand_made_example(tmp_path: Path) -> None:
     assert scores["bitext/tatoeba-xyz/src2tgt"] == pytest.approx(100 / 3)
     assert scores["bitext/tatoeba-xyz/tgt2src"] == pytest.approx(100 / 3)
     assert scores["bitext/tatoeba-xyz/accuracy"] == pytest.approx(100 / 3)
+    # the same files through a bitext_file spec (a development set in any line-aligned layout)
+    (same,) = build_evaluators(
+        [{"kind": "bitext_file", "path": "tatoeba/tatoeba.xyz-eng", "langs": ["xyz", "eng"]}], tmp_path
+    )
+    assert same.run(encoder, progress=False)["bitext/tatoeba.xyz-eng-xyz-eng/accuracy"] == pytest.approx(100 / 3)

@@ -70,6 +70,18 @@ def test_table_text_and_pair_columns(tmp_path: Path) -> None:
         read_source(ParallelSourceConfig(kind="table", path=str(path), text_columns=["c"]), None)
 
 
+def test_related_rows_stay_together(tmp_path: Path) -> None:
+    path = tmp_path / "t.tsv"
+    path.write_text("a\tb\nfirst\tsecond\nsame\tsame\nthird\tfirst\n")
+    cfg = ParallelSourceConfig(kind="table", path=str(path), text_columns=["a", "b"], related=True)
+    records, _ = read_source(cfg, None)
+    assert records == [{"source": "first", "related": "second"}, {"source": "third", "related": "first"}]
+    train, heldout = split_heldout(records, DistillDataConfig(sources=[cfg], heldout_samples=1, seed=3))
+    assert all(heldout[0] not in (r["source"], r["related"]) for r in train)
+    with pytest.raises(ConfigError, match="related=true"):
+        ParallelSourceConfig(kind="stsb", translation="de", related=True)
+
+
 def test_per_source_max_samples(tmp_path: Path) -> None:
     _write(tmp_path / "c.en", [f"sentence {i}" for i in range(50)])
     cfg = ParallelSourceConfig(kind="lines", path=str(tmp_path / "c"), langs=["en"], max_samples=7)

@@ -76,35 +76,53 @@ def test_margin_makes_the_loss_larger() -> None:
     assert bitext_am_softmax(a, b, 20.0, 0.3) > bitext_am_softmax(a, b, 20.0, 0.0)
 
 
-def test_distill_losses_translations_target_their_source() -> None:
-    source = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
-    translation = torch.tensor([[1.0, 0.0]])
-    teacher = torch.tensor([[1.0, 0.0], [0.0, 5.0]])
-    cfg = DistillLossConfig(mse=2.0, kl=0.0, bitext=0.0)
-    terms = distill_losses(source, translation, torch.tensor([1]), teacher, cfg)
+def test_distill_losses_feature_term_by_hand() -> None:
+    # rows: two sources and the translation of source 2; targets: the teacher's embedding of each row's source
+    student = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    target = torch.tensor([[1.0, 0.0], [0.0, 5.0], [0.0, 5.0]])
+    terms = distill_losses(student, target, DistillLossConfig(mse=2.0, kl=0.0))
     # normalised rows [1,0], [0,1], [1,0] against [1,0], [0,1], [0,1]: squared error 2 over 6 elements
     assert terms["mse"].item() == pytest.approx(1 / 3)
     assert terms["loss"].item() == pytest.approx(2 / 3)
-    raw = distill_losses(source, translation, torch.tensor([1]), teacher, DistillLossConfig(mse_normalized=False, kl=0))
-    # raw rows [2,0], [0,1], [1,0] against [1,0], [0,5], [0,5]: (1 + 16 + 1 + 25) / 6
+    raw = distill_losses(student, target, DistillLossConfig(mse_normalized=False, kl=0))
+    # raw: (1 + 0) + (0 + 16) + (1 + 25) over 6 elements
     assert raw["mse"].item() == pytest.approx(43 / 6)
 
 
-def test_distill_losses_weighted_sum_and_projection() -> None:
+def test_distill_losses_kl_term_by_hand() -> None:
+    # three rows; the teacher says rows 0 and 2 are the same sentence, the student that they are orthogonal
+    student = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    target = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    cfg = DistillLossConfig(mse=0.0, kl=1.0, temperature=1.0)
+    e = math.e
+
+    def kl(p: list[float], q: list[float]) -> float:
+        return sum(a * math.log(a / b) for a, b in zip(p, q))
+
+    # off-diagonal softmax rows: teacher cos rows (0, 1), (0, 0), (1, 0); student (0, 0), (0, 1), (0, 1)
+    teacher_rows = [[1 / (1 + e), e / (1 + e)], [0.5, 0.5], [e / (1 + e), 1 / (1 + e)]]
+    student_rows = [[0.5, 0.5], [1 / (1 + e), e / (1 + e)], [1 / (1 + e), e / (1 + e)]]
+    expected = sum(kl(p, q) for p, q in zip(teacher_rows, student_rows)) / 3
+    assert distill_losses(student, target, cfg)["kl"].item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_distill_losses_weighted_sum_projection_and_bitext() -> None:
     torch.manual_seed(0)
-    source, translation, teacher = torch.randn(4, 3), torch.randn(2, 3), torch.randn(4, 5)
-    paired = torch.tensor([0, 2])
+    student, target = torch.randn(6, 3), torch.randn(6, 5)
+    translated, counterpart = torch.tensor([4, 5]), torch.randn(2, 3)
     projection = torch.nn.Linear(3, 5)
     cfg = DistillLossConfig(mse=0.5, kl=2.0, bitext=3.0, temperature=0.1, scale=10.0, margin=0.2)
-    terms = distill_losses(source, translation, paired, teacher, cfg, projection)
+    terms = distill_losses(student, target, cfg, projection, translated, counterpart)
     assert set(terms) == {"mse", "kl", "bitext", "loss"}
     total = 0.5 * terms["mse"] + 2.0 * terms["kl"] + 3.0 * terms["bitext"]
     assert terms["loss"].item() == pytest.approx(total.item())
     n = torch.nn.functional.normalize
-    student = projection(torch.cat([n(source, dim=-1), n(translation, dim=-1)]))
-    target = torch.cat([n(teacher, dim=-1), n(teacher, dim=-1)[paired]])
-    assert terms["mse"].item() == pytest.approx(((student - target) ** 2).mean().item())
-    assert terms["bitext"].item() == pytest.approx(bitext_am_softmax(source[paired], translation, 10.0, 0.2).item())
+    assert terms["mse"].item() == pytest.approx(
+        ((projection(n(student, dim=-1)) - n(target, dim=-1)) ** 2).mean().item()
+    )
+    assert terms["bitext"].item() == pytest.approx(bitext_am_softmax(counterpart, student[4:], 10.0, 0.2).item())
+    no_pairs = distill_losses(student, target, cfg, projection)
+    assert "bitext" not in no_pairs
 
 
 @pytest.mark.parametrize(

@@ -38,16 +38,27 @@ def test_computes_then_reuses(tmp_path: Path, teacher: Encoder) -> None:
     assert first.norm(dim=-1).sub(1).abs().max() > 1e-3
 
 
-def test_other_texts_or_settings_are_rebuilt(tmp_path: Path, teacher: Encoder) -> None:
+def test_only_new_texts_are_computed(tmp_path: Path, teacher: Encoder) -> None:
+    cache = TeacherCache(tmp_path)
+    first = cache.embeddings(teacher, TEXTS[:3])
+    subset = cache.embeddings(teacher, [TEXTS[2], TEXTS[0]])
+    assert cache.last["hit"] is True
+    torch.testing.assert_close(subset, first[[2, 0]], rtol=0, atol=0)
+    more = cache.embeddings(teacher, ["A new sentence.", *TEXTS])
+    assert cache.last["hit"] is False and cache.last["computed"] == 2
+    expected = torch.nn.functional.normalize(teacher(teacher.tokenize(["A new sentence.", *TEXTS])), dim=-1)
+    torch.testing.assert_close(torch.nn.functional.normalize(more, dim=-1), expected.detach(), atol=1e-6, rtol=0)
+    assert len(list(tmp_path.glob("*.pt"))) == 1
+
+
+def test_other_settings_are_another_file(tmp_path: Path, teacher: Encoder) -> None:
     cache = TeacherCache(tmp_path)
     cache.embeddings(teacher, TEXTS)
-    cache.embeddings(teacher, TEXTS[:3])
-    assert cache.last["hit"] is False
     shorter = _teacher(max_seq_length=4)
     out = cache.embeddings(shorter, TEXTS)
-    assert cache.last["hit"] is False
+    assert cache.last["hit"] is False and cache.last["computed"] == len(TEXTS)
     torch.testing.assert_close(torch.nn.functional.normalize(out, dim=-1), shorter.encode(TEXTS), atol=1e-6, rtol=0)
-    assert len(list(tmp_path.glob("*.pt"))) == 3
+    assert len(list(tmp_path.glob("*.pt"))) == 2
 
 
 def test_file_of_another_teacher_is_rebuilt_with_a_message(tmp_path: Path, teacher: Encoder, caplog) -> None:

@@ -15,14 +15,17 @@ from lacos_lightning.data.loader import ResumableLoader
 class DistillCollator:
     """Tokenizes the sources and (for parallel records) the translations; attaches the teacher targets.
 
-    A batch holds ``source`` (features of every record's source), ``teacher`` (the teacher embeddings of
-    those sources, before normalisation), ``paired`` (indices of the records with a translation) and
-    ``translation`` (their translations' features) when there are any.
+    A batch holds ``teacher`` (the teacher embeddings of every record's source, before normalisation),
+    ``source_rows`` (the records whose source the student embeds: all, or with ``embed_paired_sources=False``
+    only those without a translation) and ``source`` (their features), ``paired`` (indices of the records
+    with a translation) and ``translation`` (their features) when there are any, and ``related_rows``,
+    ``related`` (features) and ``teacher_related`` (targets) for records with a related sentence.
 
     Args:
         tokenize: the student's tokenize function.
         targets: (n, d) teacher embeddings.
         index: source text -> row of ``targets``.
+        embed_paired_sources: tokenize the sources of parallel records too.
     """
 
     def __init__(
@@ -30,18 +33,29 @@ class DistillCollator:
         tokenize: Callable[[Sequence[str]], dict[str, torch.Tensor]],
         targets: torch.Tensor,
         index: dict[str, int],
+        embed_paired_sources: bool = True,
     ) -> None:
         self.tokenize, self.targets, self.index = tokenize, targets, index
+        self.embed_paired_sources = embed_paired_sources
 
     def __call__(self, records: list[dict[str, str]]) -> dict[str, Any]:
         sources = [r["source"] for r in records]
         paired = [i for i, r in enumerate(records) if "translation" in r]
+        rows = [i for i, r in enumerate(records) if self.embed_paired_sources or "translation" not in r]
         batch: dict[str, Any] = {
-            "source": self.tokenize(sources),
             "teacher": self.targets[torch.tensor([self.index[s] for s in sources])],
+            "source_rows": torch.tensor(rows, dtype=torch.long),
             "paired": torch.tensor(paired, dtype=torch.long),
             "size": len(records),
         }
+        if rows:
+            batch["source"] = self.tokenize([sources[i] for i in rows])
+        related = [i for i, r in enumerate(records) if "related" in r]
+        batch["related_rows"] = torch.tensor(related, dtype=torch.long)
+        if related:
+            texts = [records[i]["related"] for i in related]
+            batch["related"] = self.tokenize(texts)
+            batch["teacher_related"] = self.targets[torch.tensor([self.index[t] for t in texts])]
         if paired:
             batch["translation"] = self.tokenize([records[i]["translation"] for i in paired])
         return batch

@@ -41,6 +41,10 @@ class ParallelSourceConfig:
         text_columns: ``table``/``hub``: columns whose texts are plain sentences.
         pair_columns: ``table``/``hub``: ``[source column, translation column]``.
         format: ``table`` file format (``None`` guesses from the extension); header: whether it has one.
+        related: keep the two sentences of each row together (``stsb`` without ``translation``: sentence1
+            and sentence2; ``table``/``hub`` with two ``text_columns``): a record ``{source, related}``
+            whose sentences the student embeds in the same batch, each toward its own teacher embedding,
+            so in-batch similarities include related sentences, not only random ones.
         max_samples: keep at most this many records of this source (a seeded subset).
     """
 
@@ -57,6 +61,7 @@ class ParallelSourceConfig:
     format: str | None = None
     header: bool = True
     max_samples: int | None = None
+    related: bool = False
 
     def __post_init__(self) -> None:
         require(self.kind in KINDS, f"data.sources: kind={self.kind!r} is unknown; choose one of {KINDS}")
@@ -84,6 +89,11 @@ class ParallelSourceConfig:
             self.max_samples is None or self.max_samples >= 1,
             f"data.sources: max_samples={self.max_samples} must be >= 1",
         )
+        if self.related:
+            ok = (self.kind == "stsb" and not self.translation) or (
+                self.kind in ("table", "hub") and len(self.text_columns) == 2
+            )
+            require(ok, "data.sources: related=true needs kind=stsb without translation, or two text_columns")
 
     def describe(self) -> str:
         if self.kind == "lines":
@@ -118,6 +128,12 @@ def _pairs(src: list[str], tgt: list[str] | None, where: str) -> list[dict[str, 
     return [{"source": s, "translation": t} for s, t in zip(src, tgt)]
 
 
+def _related(first: list[str], second: list[str], where: str) -> list[dict[str, str]]:
+    _check_texts(first, where)
+    _check_texts(second, where)
+    return [{"source": a, "related": b} for a, b in zip(first, second) if a != b]
+
+
 def read_source(cfg: ParallelSourceConfig, root: Path | None) -> tuple[list[dict[str, str]], list[Path]]:
     """Records of one source (duplicates removed, order kept) and the local files read."""
     files: list[Path] = []
@@ -138,8 +154,11 @@ def read_source(cfg: ParallelSourceConfig, root: Path | None) -> tuple[list[dict
             files = [root / "stsb" / f"stsb-{lang}-{cfg.split}.csv" for lang in langs]
         if len(tables) == 2 and len(tables[0]) != len(tables[1]):
             raise DataError(f"stsb {cfg.split}: {len(tables[0])} {langs[0]} rows but {len(tables[1])} {langs[1]} rows")
-        columns = [[r["anchor"] for r in t] + [r["positive"] for r in t] for t in tables]
-        records = _pairs(columns[0], columns[1] if len(columns) == 2 else None, cfg.describe())
+        if cfg.related:
+            records = _related([r["anchor"] for r in tables[0]], [r["positive"] for r in tables[0]], cfg.describe())
+        else:
+            columns = [[r["anchor"] for r in t] + [r["positive"] for r in t] for t in tables]
+            records = _pairs(columns[0], columns[1] if len(columns) == 2 else None, cfg.describe())
     else:
         if cfg.kind == "table":
             files = [_resolve(cfg.path, root)]
@@ -151,7 +170,10 @@ def read_source(cfg: ParallelSourceConfig, root: Path | None) -> tuple[list[dict
             records = _pairs([r["source"] for r in rows], [r["translation"] for r in rows], where)
         else:
             rows = select_columns(frame, {str(i): c for i, c in enumerate(cfg.text_columns)}, where)
-            records = _pairs([r[str(i)] for i in range(len(cfg.text_columns)) for r in rows], None, where)
+            if cfg.related:
+                records = _related([r["0"] for r in rows], [r["1"] for r in rows], where)
+            else:
+                records = _pairs([r[str(i)] for i in range(len(cfg.text_columns)) for r in rows], None, where)
     unique = list({tuple(r.items()): r for r in records}.values())
     if cfg.max_samples is not None and len(unique) > cfg.max_samples:
         order = list(range(len(unique)))
@@ -202,15 +224,16 @@ class DistillDataConfig:
 def split_heldout(records: list[dict[str, str]], cfg: DistillDataConfig) -> tuple[list[dict[str, str]], list[str]]:
     """Seeded split into training records and held-out source sentences.
 
-    Every record whose source sentence is held out leaves the training set, so a sentence shared by two
-    sources (English STS-B in two language pairs) cannot leak; then ``max_train_samples`` applies.
+    Every record whose source (or related) sentence is held out leaves the training set, so a sentence
+    shared by two sources (English STS-B in two language pairs) cannot leak; then ``max_train_samples``
+    applies.
     """
     sources = sorted({r["source"] for r in records})
     rng = random.Random(cfg.seed)
     rng.shuffle(sources)
     heldout = sources[: cfg.heldout_samples]
     held = set(heldout)
-    train = [r for r in records if r["source"] not in held]
+    train = [r for r in records if r["source"] not in held and r.get("related") not in held]
     if cfg.max_train_samples is not None and len(train) > cfg.max_train_samples:
         order = list(range(len(train)))
         random.Random(cfg.seed + 1).shuffle(order)

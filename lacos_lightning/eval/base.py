@@ -98,8 +98,11 @@ def build_evaluators(specs: Any, root: Path | None, batch_size: int = 64) -> lis
                 "domain:NAME:SPLIT or a sts_file mapping"
             )
         spec = dict(spec)
+        if spec.get("kind") == "bitext_file":
+            out.append(_bitext_file(spec, root, batch_size))
+            continue
         if spec.get("kind") != "sts_file" or "path" not in spec:
-            raise ConfigError(f"evaluator spec {spec} needs kind: sts_file and a path")
+            raise ConfigError(f"evaluator spec {spec} needs kind: sts_file (or bitext_file) and a path")
         frame = read_table(spec["path"], spec.get("format"), bool(spec.get("header", False)))
         s1, s2, score = spec.get("columns", [0, 1, 2])
         records = select_columns(frame, {"anchor": s1, "positive": s2, "score": score}, spec["path"])
@@ -114,3 +117,27 @@ def _domain_evaluator(name: str, split: str, root: Path | None, batch_size: int)
     from lacos_lightning.eval.pairs import PairClassificationEvaluator
 
     return PairClassificationEvaluator(f"{name}-{split}", domain_pairs(name, split, root), batch_size)
+
+
+def _bitext_file(spec: dict[str, Any], root: Path | None, batch_size: int) -> Evaluator:
+    """``{kind: bitext_file, path: PREFIX, langs: [src, tgt]}``: retrieval between the line-aligned files
+    ``PREFIX.src`` and ``PREFIX.tgt`` (a relative PREFIX is read under the data folder), e.g. Multi30k val
+    as a development set for Tatoeba-style retrieval."""
+    from lacos_lightning.data.readers import check_records, read_lines
+    from lacos_lightning.errors import DataError
+    from lacos_lightning.eval.bitext import BitextEvaluator
+
+    langs = list(spec.get("langs") or [])
+    if "path" not in spec or len(langs) != 2:
+        raise ConfigError(f"evaluator spec {spec} needs a path (files' prefix) and langs: [src, tgt]")
+    prefix = Path(spec["path"]).expanduser()
+    if root is not None and not prefix.is_absolute() and not prefix.parent.exists():
+        prefix = root / prefix
+    files = [Path(f"{prefix}.{lang}") for lang in langs]
+    src, tgt = read_lines(files[0]), read_lines(files[1])
+    if len(src) != len(tgt):
+        raise DataError(f"{files[0]} has {len(src)} lines but {files[1]} has {len(tgt)}")
+    check_records([{"source": a, "target": b} for a, b in zip(src, tgt)], str(prefix))
+    evaluator = BitextEvaluator(spec.get("name", f"{prefix.name}-{langs[0]}-{langs[1]}"), src, tgt, batch_size)
+    evaluator.files = files
+    return evaluator

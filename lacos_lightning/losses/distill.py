@@ -78,6 +78,9 @@ class DistillLossConfig:
         bitext: weight of :func:`bitext_am_softmax` on the batch's (source, translation) pairs.
         scale: inverse temperature of the bitext softmax.
         margin: additive margin of the bitext softmax.
+        embed_sources: the student embeds the source side of parallel pairs too (bitext ranks translations
+            against the student's sources); ``false`` embeds only translations and plain sentences, half
+            the student work on parallel data, and ranks translations against the teacher's sources.
     """
 
     name: str = "distill"
@@ -88,6 +91,7 @@ class DistillLossConfig:
     bitext: float = 0.0
     scale: float = 20.0
     margin: float = 0.3
+    embed_sources: bool = True
 
     def __post_init__(self) -> None:
         require(self.name == "distill", f"loss.name={self.name!r}: task=distill takes loss=distill")
