@@ -140,11 +140,13 @@ def test_spec_parser_rejects_bad_domain_specs() -> None:
 
 @needs_data
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("spec", "key", "reference"), [("domain:mqp:all", "mqp-all", 89.31), ("domain:qatar:test", "qatar-test", 79.15)]
-)
+@pytest.mark.parametrize(("spec", "key", "reference"), [("domain:qatar:test", "qatar-test", 79.15)])
 def test_stock_model_reproduces_the_reference(spec: str, key: str, reference: float) -> None:
-    """shared/REFERENCE.md: sentence-transformers' encode + cosine + average precision on the stock model."""
+    """shared/REFERENCE.md: sentence-transformers' encode + cosine + average precision on the stock model.
+
+    Only Qatar (684 pairs) runs here to keep the suite short; MQP all (89.31) and Twitter test (77.09) are
+    reproduced by ``lacos-evaluate`` (README "Domain adapters").
+    """
     from lacos_lightning.models import Encoder, EncoderConfig
 
     encoder = Encoder(EncoderConfig(bits=32, peft={"method": "none"})).eval()
