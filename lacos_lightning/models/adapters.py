@@ -94,6 +94,22 @@ class Bottleneck(nn.Module):
         return (x + self.up(self.act(self.down(x)))).to(hidden.dtype)
 
 
+class _AdapterHook:
+    """Forward hook of one output Linear: its output through the active adapter's module for that layer.
+
+    A class rather than a closure so that a model with adapters can be pickled (``ddp_spawn``) and copied.
+    """
+
+    def __init__(self, owner: BottleneckAdapters, key: str) -> None:
+        self.owner, self.key = owner, key
+
+    def __call__(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
+        if self.owner.active is None:
+            return output
+        adapter = self.owner.adapters[self.owner.active]
+        return adapter[self.key](output) if self.key in adapter else output
+
+
 def _key(path: str) -> str:
     return path.replace(".", "-")  # ModuleDict keys cannot hold dots
 
@@ -134,14 +150,8 @@ class BottleneckAdapters(nn.Module):
                 self._hooked[path] = module.register_forward_hook(self._hook(_key(path)))
         self.set_active(name)
 
-    def _hook(self, key: str) -> Any:
-        def apply(module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
-            if self.active is None:
-                return output
-            adapter = self.adapters[self.active]
-            return adapter[key](output) if key in adapter else output
-
-        return apply
+    def _hook(self, key: str) -> _AdapterHook:
+        return _AdapterHook(self, key)
 
     def set_active(self, name: str | None) -> None:
         """Route the hooked layers through adapter ``name``, or through none (the base model)."""
