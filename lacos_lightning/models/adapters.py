@@ -146,8 +146,9 @@ class BottleneckAdapters(nn.Module):
         self.adapters[name] = group
         self.specs[name] = {"method": method, "targets": list(targets), "size": size, "activation": activation}
         for path, module in modules.items():
-            if path not in self._hooked:
-                self._hooked[path] = module.register_forward_hook(self._hook(_key(path)))
+            if path not in self._hooked:  # on the plain Linear under any peft wrapper, which survives unloading
+                inner = module.get_base_layer() if hasattr(module, "get_base_layer") else module
+                self._hooked[path] = inner.register_forward_hook(self._hook(_key(path)))
         self.set_active(name)
 
     def _hook(self, key: str) -> _AdapterHook:
