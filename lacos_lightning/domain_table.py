@@ -30,8 +30,14 @@ def domain_rows(rows: Sequence[dict[str, Any]], metric: str = "ap") -> list[dict
     for r in rows:
         if not r.get("domain"):
             continue
-        score = next((v for k, v in r["scores"].items() if k == f"domain/{r['domain']}-test/{metric}"), None)
-        out.append({**r, "test_score": score})
+        scores = r["scores"]
+        out.append(
+            {
+                **r,
+                "test_score": scores.get(f"domain/{r['domain']}-test/{metric}"),
+                "val_score": scores.get(f"domain/{r['domain']}-val/{metric}"),
+            }
+        )
     for r in out:
         same = [o for o in out if o["domain"] == r["domain"]]
         full = next((o["test_score"] for o in same if o.get("peft") == "full"), None)
@@ -48,17 +54,18 @@ def domain_markdown(rows: Sequence[dict[str, Any]], metric: str = "ap") -> str:
     table = domain_rows(rows, metric)
     if not table:
         return ""
+    name = metric.upper() if metric == "ap" else metric
     lines = [
-        f"| domain | method | test {metric.upper() if metric == 'ap' else metric} x100 | vs full (relative) | "
-        "vs frozen base | trainable params | trainable % | training time (s) | peak RSS (GB) | wall time (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| domain | method | test {name} x100 | vs full (relative) | vs frozen base | val {name} x100 | "
+        "trainable params | trainable % | training time (s) | peak RSS (GB) | wall time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table:
         vs_full = "-" if r["vs_full_pct"] is None or r.get("peft") == "full" else f"{r['vs_full_pct']:+.2f}%"
         vs_base = "-" if r["vs_base"] is None or r.get("peft") == "none" else f"{r['vs_base']:+.2f}"
         trainable = r.get("trainable_params") or 0
         cells = [
-            r["domain"], _label(r), _f(r["test_score"], ".2f"), vs_full, vs_base, f"{trainable:,}",
+            r["domain"], _label(r), _f(r["test_score"], ".2f"), vs_full, vs_base, _f(r["val_score"], ".2f"), f"{trainable:,}",
             _f(r.get("trainable_pct"), ".2f"), _f(r.get("train_s"), ".0f"), _f(r.get("peak_rss_gb"), ".2f"),
             _f(r.get("wall_time_s"), ".0f"),
         ]  # fmt: skip
