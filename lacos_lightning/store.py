@@ -202,6 +202,18 @@ def list_entries(store: str | Path) -> list[dict[str, Any]]:
 
 
 # -- attaching and switching on a loaded base ---------------------------------------------------------
+def encoder_for_entry(entry: str | Path, bits: int = 32) -> Encoder:
+    """Load the base an entry was trained on (at ``bits``) and attach the entry, active."""
+    from lacos_lightning.models import EncoderConfig
+
+    values = dict(read_entry(entry)["encoder"])
+    values["peft"] = {"method": "none"}
+    values["bits"] = bits
+    encoder = Encoder(EncoderConfig.from_dict(values)).eval()
+    attach(encoder, entry)
+    return encoder
+
+
 def attach(encoder: Encoder, entry: str | Path, name: str | None = None, activate_it: bool = True) -> str:
     """Load store entry ``entry`` onto ``encoder`` as adapter ``name`` (default: the entry id).
 
