@@ -56,16 +56,16 @@ def domain_markdown(rows: Sequence[dict[str, Any]], metric: str = "ap") -> str:
         return ""
     name = metric.upper() if metric == "ap" else metric
     lines = [
-        f"| domain | method | test {name} x100 | vs full (relative) | vs frozen base | val {name} x100 | "
+        f"| domain | method | lr | test {name} x100 | vs full (relative) | vs frozen base | val {name} x100 | "
         "trainable params | trainable % | training time (s) | peak RSS (GB) | wall time (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table:
         vs_full = "-" if r["vs_full_pct"] is None or r.get("peft") == "full" else f"{r['vs_full_pct']:+.2f}%"
         vs_base = "-" if r["vs_base"] is None or r.get("peft") == "none" else f"{r['vs_base']:+.2f}"
         trainable = r.get("trainable_params") or 0
         cells = [
-            r["domain"], _label(r), _f(r["test_score"], ".2f"), vs_full, vs_base, _f(r["val_score"], ".2f"), f"{trainable:,}",
+            r["domain"], _label(r), "-" if r.get("peft") == "none" else _f(r.get("lr"), "g"), _f(r["test_score"], ".2f"), vs_full, vs_base, _f(r["val_score"], ".2f"), f"{trainable:,}",
             _f(r.get("trainable_pct"), ".2f"), _f(r.get("train_s"), ".0f"), _f(r.get("peak_rss_gb"), ".2f"),
             _f(r.get("wall_time_s"), ".0f"),
         ]  # fmt: skip

@@ -162,11 +162,16 @@ def test_domain_table_compares_with_full_and_base() -> None:
         scores = {"domain/mqp-test/ap": ap, "domain/mqp-val/ap": ap - 1}
         return {"domain": "mqp", "peft": method, "scores": scores, "run": method, **extra}
 
-    rows = [row("houlsby", 95.0, adapter_size=64), row("none", 90.0), row("full", 96.0), {"domain": None, "scores": {}}]
+    rows = [
+        row("houlsby", 95.0, adapter_size=64, lr=1e-3),
+        row("none", 90.0),
+        row("full", 96.0),
+        {"domain": None, "scores": {}},
+    ]
     table = domain_rows(rows)
     assert [r["peft"] for r in table] == ["none", "full", "houlsby"]
     houlsby = table[2]
     assert houlsby["vs_full_pct"] == pytest.approx(100 * (95.0 - 96.0) / 96.0)
     assert houlsby["vs_base"] == pytest.approx(5.0) and houlsby["val_score"] == 94.0
     text = domain_markdown(rows)
-    assert "| mqp | houlsby m=64 | 95.00 | -1.04% | +5.00 | 94.00 |" in text
+    assert "| mqp | houlsby m=64 | 0.001 | 95.00 | -1.04% | +5.00 | 94.00 |" in text
