@@ -45,16 +45,9 @@ def table(entries: list[dict[str, Any]]) -> str:
 def export_entry(entry: str | Path, out: str | Path) -> Path:
     """Load the entry's base, attach the entry and write a sentence-transformers folder (merged for LoRA/IA3)."""
     from lacos_lightning.export import export_sentence_transformers
-    from lacos_lightning.models import Encoder, EncoderConfig
-    from lacos_lightning.store import attach, read_entry
+    from lacos_lightning.store import encoder_for_entry
 
-    meta = read_entry(entry)
-    values = dict(meta["encoder"])
-    values["peft"] = {"method": "none"}
-    values["bits"] = 32
-    encoder = Encoder(EncoderConfig.from_dict(values)).eval()
-    attach(encoder, entry)
-    return export_sentence_transformers(encoder, out)
+    return export_sentence_transformers(encoder_for_entry(entry), out)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -3,6 +3,7 @@
 Examples:
     lacos-evaluate --model sentence-transformers/all-MiniLM-L6-v2 --eval sts:en:test sts:de:test tatoeba:deu
     lacos-evaluate --adapter outputs/2026-11-23/12-00-00/adapter --eval sts:en:test
+    lacos-evaluate --entry adapter_store/mqp-houlsby-20261124-091500 --eval domain:mqp:test
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2", help="hub id or local folder")
     source.add_argument("--adapter", help="a run's adapter folder (RUN_DIR/adapter)")
+    source.add_argument("--entry", help="an adapter-store entry (loaded onto the base it was trained on)")
     parser.add_argument("--eval", nargs="+", default=["sts:en:test"], help="sts:LANG:SPLIT or tatoeba:LANG ...")
     parser.add_argument("--bits", type=int, default=None, help="load the backbone at 32/16/8/4 bits")
     parser.add_argument("--pooling", default="mean", help="pooling for --model (mean, cls, last_token, weighted_mean)")
@@ -38,12 +40,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     from lacos_lightning.export import load_encoder
     from lacos_lightning.models import Encoder, EncoderConfig, LoraSettings
 
-    if not args.adapter:  # validated before any data or model is read
+    if not args.adapter and not args.entry:  # validated before any data or model is read
         cfg = EncoderConfig(
             name=args.model, bits=args.bits or 32, pooling=args.pooling, peft=LoraSettings(method="none")
         )
     evaluators = build_evaluators(args.eval, data_dir(args.data_dir), args.batch_size)
-    encoder = load_encoder(args.adapter, bits=args.bits) if args.adapter else Encoder(cfg).eval()
+    if args.entry:
+        from lacos_lightning.store import encoder_for_entry, read_entry
+
+        read_entry(args.entry)  # a one-line error before any model loads
+        encoder = encoder_for_entry(args.entry, bits=args.bits or 32)
+    else:
+        encoder = load_encoder(args.adapter, bits=args.bits) if args.adapter else Encoder(cfg).eval()
     scores: dict[str, float] = {}
     for ev in evaluators:
         scores.update(ev.run(encoder, progress=not args.no_progress))

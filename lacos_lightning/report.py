@@ -48,6 +48,7 @@ BASE_COLUMNS: list[tuple[str, str, str]] = [
     ("peak_gpu_gb", "memory", "peak_gpu_gb"),
     ("train_pairs_per_s", "speed", "train_pairs_per_s"),
     ("train_s", "speed", "train_seconds"),
+    ("train_examples", "speed", "train_examples_seen"),
     ("wall_time_s", "", "wall_time_s"),
 ]
 SHAPE_ABBREV = {

@@ -124,8 +124,10 @@ def adapter_method(encoder: Encoder, name: str) -> str:
     if encoder.bottleneck is not None and name in encoder.bottleneck.adapters:
         return encoder.bottleneck.specs[name]["method"]
     peft_config = getattr(encoder.backbone, "peft_config", {})
-    require(name in peft_config, f"no adapter named {name!r} is loaded on this encoder")
-    return str(peft_config[name].peft_type.value).lower()
+    if name in peft_config:
+        return str(peft_config[name].peft_type.value).lower()
+    require(name in _sources(encoder), f"no adapter named {name!r} is loaded on this encoder")
+    return _sources(encoder)[name][0]
 
 
 def write_adapter(encoder: Encoder, name: str, folder: Path) -> dict[str, Any]:
@@ -200,6 +202,18 @@ def list_entries(store: str | Path) -> list[dict[str, Any]]:
 
 
 # -- attaching and switching on a loaded base ---------------------------------------------------------
+def encoder_for_entry(entry: str | Path, bits: int = 32) -> Encoder:
+    """Load the base an entry was trained on (at ``bits``) and attach the entry, active."""
+    from lacos_lightning.models import EncoderConfig
+
+    values = dict(read_entry(entry)["encoder"])
+    values["peft"] = {"method": "none"}
+    values["bits"] = bits
+    encoder = Encoder(EncoderConfig.from_dict(values)).eval()
+    attach(encoder, entry)
+    return encoder
+
+
 def attach(encoder: Encoder, entry: str | Path, name: str | None = None, activate_it: bool = True) -> str:
     """Load store entry ``entry`` onto ``encoder`` as adapter ``name`` (default: the entry id).
 
@@ -232,18 +246,48 @@ def attach(encoder: Encoder, entry: str | Path, name: str | None = None, activat
 
 
 def _attach_peft(encoder: Encoder, entry: Path, name: str, method: str) -> None:
-    from peft import PeftModel
-
+    """Load a LoRA/IA3 entry; one of the other type is only registered and loaded when activated."""
+    sources = _sources(encoder)
+    sources[name] = (method, entry)
     current = _peft_type(encoder)
     if current is None:
+        from peft import PeftModel
+
         encoder.backbone = PeftModel.from_pretrained(encoder.backbone, str(entry), adapter_name=name)
-        return
+    elif current == method:
+        encoder.backbone.load_adapter(str(entry), adapter_name=name)
+
+
+def _sources(encoder: Encoder) -> dict[str, tuple[str, Path | None]]:
+    """Where each peft adapter came from (method, entry folder; ``None``: trained in this process)."""
+    if not hasattr(encoder, "_peft_sources"):
+        own = {
+            n: (str(c.peft_type.value).lower(), None) for n, c in getattr(encoder.backbone, "peft_config", {}).items()
+        }
+        encoder._peft_sources = own
+    return encoder._peft_sources
+
+
+def _switch_peft_type(encoder: Encoder, method: str) -> None:
+    """peft holds one tuner type per model: remove the loaded one (weights of the base untouched, nothing
+    merged) and inject the adapters of type ``method`` from their entries. The base is not reloaded."""
+    from peft import PeftModel
+
+    sources = _sources(encoder)
+    unsaved = [n for n in getattr(encoder.backbone, "peft_config", {}) if sources.get(n, (None, None))[1] is None]
     require(
-        current == method,
-        f"this encoder holds {current} adapters; peft cannot hold {method} adapters beside them on one model: "
-        f"load {method} adapters onto another encoder",
+        not unsaved,
+        f"switching to a {method} adapter would drop adapter(s) {unsaved} that exist only in memory; "
+        "save them to the store first",
     )
-    encoder.backbone.load_adapter(str(entry), adapter_name=name)
+    if _peft_type(encoder) is not None:
+        encoder.backbone = encoder.backbone.base_model.unload()
+    wanted = [(n, path) for n, (m, path) in sources.items() if m == method]
+    for i, (n, path) in enumerate(wanted):
+        if i == 0:
+            encoder.backbone = PeftModel.from_pretrained(encoder.backbone, str(path), adapter_name=n)
+        else:
+            encoder.backbone.load_adapter(str(path), adapter_name=n)
 
 
 def _peft_type(encoder: Encoder) -> str | None:
@@ -252,8 +296,9 @@ def _peft_type(encoder: Encoder) -> str | None:
 
 
 def loaded(encoder: Encoder) -> list[str]:
-    """Names of the adapters loaded on ``encoder`` (peft and bottleneck)."""
+    """Names of the adapters on ``encoder`` (peft, including those waiting for a type switch, and bottleneck)."""
     names = list(getattr(encoder.backbone, "peft_config", {}) or {})
+    names += [n for n in _sources(encoder) if n not in names]
     return names + (list(encoder.bottleneck.adapters) if encoder.bottleneck is not None else [])
 
 
@@ -264,8 +309,10 @@ def activate(encoder: Encoder, name: str | None) -> None:
     is_bottleneck = encoder.bottleneck is not None and name in encoder.bottleneck.adapters
     if encoder.bottleneck is not None:
         encoder.bottleneck.set_active(name if is_bottleneck else None)
-    tuner = getattr(encoder.backbone, "base_model", None)
+    if name is not None and not is_bottleneck and _sources(encoder)[name][0] != _peft_type(encoder):
+        _switch_peft_type(encoder, _sources(encoder)[name][0])
     if _peft_type(encoder) is not None:
+        tuner = encoder.backbone.base_model
         if name is None or is_bottleneck:
             tuner.disable_adapter_layers()
         else:

@@ -114,3 +114,20 @@ def test_targets_must_exist_and_be_linear() -> None:
         adapters.add("a", "pfeiffer", ["output.dense"], 4, "relu", 1e-2)
     with pytest.raises(ConfigError, match="no bottleneck adapter named"):
         adapters.set_active("b")
+
+
+def test_encoder_with_adapters_pickles_and_copies() -> None:
+    """ddp_spawn pickles the module; a copy must carry working, independent hooks."""
+    import copy
+    import pickle
+
+    enc = tiny(TINY_BERT, "houlsby", adapter_size=4)
+    with torch.no_grad():
+        for p in enc.bottleneck.parameters():
+            p.normal_(0, 0.1)
+    expected = enc.encode(TEXTS)
+    clone = pickle.loads(pickle.dumps(enc))
+    assert torch.allclose(clone.encode(TEXTS), expected, atol=1e-6)
+    twin = copy.deepcopy(enc)
+    twin.bottleneck.set_active(None)
+    assert torch.equal(enc.encode(TEXTS), expected) and not torch.allclose(twin.encode(TEXTS), expected)

@@ -140,14 +140,40 @@ def test_spec_parser_rejects_bad_domain_specs() -> None:
 
 @needs_data
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("spec", "key", "reference"), [("domain:mqp:all", "mqp-all", 89.31), ("domain:qatar:test", "qatar-test", 79.15)]
-)
+@pytest.mark.parametrize(("spec", "key", "reference"), [("domain:qatar:test", "qatar-test", 79.15)])
 def test_stock_model_reproduces_the_reference(spec: str, key: str, reference: float) -> None:
-    """shared/REFERENCE.md: sentence-transformers' encode + cosine + average precision on the stock model."""
+    """shared/REFERENCE.md: sentence-transformers' encode + cosine + average precision on the stock model.
+
+    Only Qatar (684 pairs) runs here to keep the suite short; MQP all (89.31) and Twitter test (77.09) are
+    reproduced by ``lacos-evaluate`` (README "Domain adapters").
+    """
     from lacos_lightning.models import Encoder, EncoderConfig
 
     encoder = Encoder(EncoderConfig(bits=32, peft={"method": "none"})).eval()
     (evaluator,) = build_evaluators([spec], DATA)
     scores = evaluator.run(encoder, progress=False)
     assert scores[f"domain/{key}/ap"] == pytest.approx(reference, abs=0.05)
+
+
+def test_domain_table_compares_with_full_and_base() -> None:
+    from lacos_lightning.domain_table import domain_markdown, domain_rows
+
+    def row(method: str, ap: float, **extra) -> dict:
+        scores = {"domain/mqp-test/ap": ap, "domain/mqp-val/ap": ap - 1}
+        return {"domain": "mqp", "peft": method, "scores": scores, "run": method, **extra}
+
+    trained = {"data_volume": 100, "train_examples": 200}
+    rows = [
+        row("houlsby", 95.0, adapter_size=64, lr=1e-3, **trained),
+        row("none", 90.0, data_volume=100),
+        row("full", 96.0, **trained),
+        row("full", 99.0, data_volume=100, train_examples=100),  # another setting: not the reference
+        {"domain": None, "scores": {}},
+    ]
+    table = domain_rows(rows)
+    assert [r["peft"] for r in table] == ["none", "full", "full", "houlsby"]
+    houlsby = table[3]
+    assert houlsby["vs_full_pct"] == pytest.approx(100 * (95.0 - 96.0) / 96.0)
+    assert houlsby["vs_base"] == pytest.approx(5.0) and houlsby["val_score"] == 94.0
+    text = domain_markdown(rows)
+    assert "| mqp | houlsby m=64 | 0.001 | 100 x 2 | 95.00 | -1.04% | +5.00 | 94.00 |" in text

@@ -110,13 +110,38 @@ def test_adapters_load_onto_a_quantized_base(store: dict[str, Path]) -> None:
     assert torch.nn.functional.cosine_similarity(enc.encode(TEXTS), expected).min() > 0.99
 
 
-def test_unknown_adapter_and_mixed_peft_types(store: dict[str, Path]) -> None:
+def test_lora_and_ia3_switch_on_one_base(store: dict[str, Path]) -> None:
+    """peft holds one tuner type per model: switching type unloads and re-injects, the base stays loaded."""
     enc = base()
+    plain = enc.encode(TEXTS)
+    weights = {n: p.detach().clone() for n, p in enc.backbone.named_parameters()}
     with pytest.raises(ConfigError, match="no adapter named"):
         activate(enc, "nope")
-    attach(enc, store["mqp-lora"])
-    with pytest.raises(ConfigError, match="cannot hold ia3 adapters beside"):
-        attach(enc, store["mqp-ia3"])
+    attach(enc, store["mqp-lora"], name="lora")
+    attach(enc, store["qatar-ia3"], name="ia3")
+    attach(enc, store["mqp-houlsby"], name="houlsby")
+    expected = {
+        k: torch.load(store[e] / "expected.pt")
+        for k, e in [("lora", "mqp-lora"), ("ia3", "qatar-ia3"), ("houlsby", "mqp-houlsby")]
+    }
+    for name in ("houlsby", "ia3", "lora", None, "ia3", "houlsby", "lora"):
+        activate(enc, name)
+        got = enc.encode(TEXTS)
+        if name is None:
+            assert torch.equal(got, plain)
+        else:
+            assert torch.allclose(got, expected[name], atol=1e-6), name
+    activate(enc, None)
+    for n, p in enc.base_model.named_parameters():
+        if n in weights:
+            assert torch.equal(p, weights[n])
+
+
+def test_type_switch_refuses_to_drop_an_unsaved_adapter(store: dict[str, Path]) -> None:
+    enc = trained("lora", seed=3)  # its own adapter exists only in memory
+    attach(enc, store["mqp-ia3"], name="ia3", activate_it=False)
+    with pytest.raises(ConfigError, match="exist only in memory"):
+        activate(enc, "ia3")
 
 
 @pytest.mark.parametrize("method", ["lora", "houlsby"])

@@ -94,6 +94,22 @@ class Bottleneck(nn.Module):
         return (x + self.up(self.act(self.down(x)))).to(hidden.dtype)
 
 
+class _AdapterHook:
+    """Forward hook of one output Linear: its output through the active adapter's module for that layer.
+
+    A class rather than a closure so that a model with adapters can be pickled (``ddp_spawn``) and copied.
+    """
+
+    def __init__(self, owner: BottleneckAdapters, key: str) -> None:
+        self.owner, self.key = owner, key
+
+    def __call__(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
+        if self.owner.active is None:
+            return output
+        adapter = self.owner.adapters[self.owner.active]
+        return adapter[self.key](output) if self.key in adapter else output
+
+
 def _key(path: str) -> str:
     return path.replace(".", "-")  # ModuleDict keys cannot hold dots
 
@@ -130,18 +146,13 @@ class BottleneckAdapters(nn.Module):
         self.adapters[name] = group
         self.specs[name] = {"method": method, "targets": list(targets), "size": size, "activation": activation}
         for path, module in modules.items():
-            if path not in self._hooked:
-                self._hooked[path] = module.register_forward_hook(self._hook(_key(path)))
+            if path not in self._hooked:  # on the plain Linear under any peft wrapper, which survives unloading
+                inner = module.get_base_layer() if hasattr(module, "get_base_layer") else module
+                self._hooked[path] = inner.register_forward_hook(self._hook(_key(path)))
         self.set_active(name)
 
-    def _hook(self, key: str) -> Any:
-        def apply(module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
-            if self.active is None:
-                return output
-            adapter = self.adapters[self.active]
-            return adapter[key](output) if key in adapter else output
-
-        return apply
+    def _hook(self, key: str) -> _AdapterHook:
+        return _AdapterHook(self, key)
 
     def set_active(self, name: str | None) -> None:
         """Route the hooked layers through adapter ``name``, or through none (the base model)."""
