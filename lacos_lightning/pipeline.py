@@ -208,6 +208,7 @@ class Pipeline:
             "bits": e.bits,
             "peft_method": e.peft.method,
             "lora_r": e.peft.r if e.peft.method == "lora" else None,
+            "adapter_size": e.peft.adapter_size if e.peft.method in ("houlsby", "pfeiffer") else None,
             "lr": self.optim_cfg.lr,
             "optimizer": self.optim_cfg.name,
             "seed": int(self.cfg.seed),
@@ -296,21 +297,12 @@ class ContrastivePipeline(Pipeline):
         return task, datamodule
 
     def axes(self) -> dict[str, Any]:
-        e, d, o = self.encoder_cfg, self.data_cfg, self.optim_cfg
+        train = self.data_cfg.train
         return {
-            "backbone": e.name if not e.random_init else f"random-{e.random_init.get('model_type')}",
-            "backbone_shape": e.random_init,
-            "bits": e.bits,
-            "peft_method": e.peft.method,
-            "lora_r": e.peft.r if e.peft.method == "lora" else None,
-            "adapter_size": e.peft.adapter_size if e.peft.method in ("houlsby", "pfeiffer") else None,
-            "domain": self.data_cfg.train.name if self.data_cfg.train.recipe == "domain" else None,
-            "data": self.data_cfg.train.recipe,
+            **super().axes(),
+            "domain": train.name if train.recipe == "domain" else None,
+            "data": train.recipe,
             "data_volume": len(self.records),
-            "batch_size": d.batch_size,
-            "lr": o.lr,
-            "optimizer": o.name,
+            "batch_size": self.data_cfg.batch_size,
             "loss": self.loss_cfg.name,
-            "seed": int(self.cfg.seed),
-            "experiment": self.cfg.get("experiment_name"),
         }
