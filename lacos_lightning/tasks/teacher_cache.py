@@ -141,7 +141,7 @@ class TeacherCache:
             "computed": len(missing),
             "path": str(path),
             "seconds": round(time.perf_counter() - start, 3),
-            "reason": reason if missing else None,
+            "reason": (reason or "new texts") if missing else None,
         }
         return emb
 
