@@ -57,9 +57,11 @@ def _epochs(r: dict[str, Any]) -> int | None:
     return round(seen / volume) if seen and volume else None
 
 
-def _setting(r: dict[str, Any]) -> tuple[int, int]:
-    """Training data volume and epochs; an evaluation-only run (the frozen base) matches every setting."""
-    return (0, 0) if r.get("peft") == "none" else (r.get("data_volume") or 0, r.get("epochs") or 0)
+def _setting(r: dict[str, Any]) -> tuple[int, int, int]:
+    """Training data volume, epochs and seed; an evaluation-only run (the frozen base) matches every setting."""
+    if r.get("peft") == "none":
+        return (0, 0, 0)
+    return (r.get("data_volume") or 0, r.get("epochs") or 0, r.get("seed") or 0)
 
 
 def domain_markdown(rows: Sequence[dict[str, Any]], metric: str = "ap") -> str:
@@ -69,9 +71,9 @@ def domain_markdown(rows: Sequence[dict[str, Any]], metric: str = "ap") -> str:
         return ""
     name = metric.upper() if metric == "ap" else metric
     lines = [
-        f"| domain | method | lr | train pairs x epochs | test {name} x100 | vs full (relative) | vs frozen base | val {name} x100 | "
+        f"| domain | method | lr | train pairs x epochs | seed | test {name} x100 | vs full (relative) | vs frozen base | val {name} x100 | "
         "trainable params | trainable % | training time (s) | peak RSS (GB) | wall time (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in table:
         vs_full = "-" if r["vs_full_pct"] is None or r.get("peft") == "full" else f"{r['vs_full_pct']:+.2f}%"
@@ -79,7 +81,8 @@ def domain_markdown(rows: Sequence[dict[str, Any]], metric: str = "ap") -> str:
         trainable = r.get("trainable_params") or 0
         cells = [
             r["domain"], _label(r), "-" if r.get("peft") == "none" else _f(r.get("lr"), "g"),
-            "-" if r.get("peft") == "none" else f"{r.get('data_volume')} x {r['epochs']}", _f(r["test_score"], ".2f"), vs_full, vs_base, _f(r["val_score"], ".2f"), f"{trainable:,}",
+            "-" if r.get("peft") == "none" else f"{r.get('data_volume')} x {r['epochs']}",
+            "-" if r.get("peft") == "none" else _f(r.get("seed"), "d"), _f(r["test_score"], ".2f"), vs_full, vs_base, _f(r["val_score"], ".2f"), f"{trainable:,}",
             _f(r.get("trainable_pct"), ".2f"), _f(r.get("train_s"), ".0f"), _f(r.get("peak_rss_gb"), ".2f"),
             _f(r.get("wall_time_s"), ".0f"),
         ]  # fmt: skip

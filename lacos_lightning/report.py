@@ -40,6 +40,7 @@ BASE_COLUMNS: list[tuple[str, str, str]] = [
     ("data_volume", "axes", "data_volume"),
     ("batch_size", "axes", "batch_size"),
     ("optimizer", "axes", "optimizer"),
+    ("seed", "axes", "seed"),
     ("lr", "axes", "lr"),
     ("trainable_params", "params", "trainable_params"),
     ("total_params", "params", "total_params"),

@@ -162,18 +162,19 @@ def test_domain_table_compares_with_full_and_base() -> None:
         scores = {"domain/mqp-test/ap": ap, "domain/mqp-val/ap": ap - 1}
         return {"domain": "mqp", "peft": method, "scores": scores, "run": method, **extra}
 
-    trained = {"data_volume": 100, "train_examples": 200}
+    trained = {"data_volume": 100, "train_examples": 200, "seed": 42}
     rows = [
         row("houlsby", 95.0, adapter_size=64, lr=1e-3, **trained),
         row("none", 90.0, data_volume=100),
         row("full", 96.0, **trained),
-        row("full", 99.0, data_volume=100, train_examples=100),  # another setting: not the reference
+        row("full", 99.0, data_volume=100, train_examples=100, seed=42),  # another setting: not the reference
+        row("full", 98.0, data_volume=100, train_examples=200, seed=43),  # another seed: not the reference
         {"domain": None, "scores": {}},
     ]
     table = domain_rows(rows)
-    assert [r["peft"] for r in table] == ["none", "full", "full", "houlsby"]
+    assert [r["peft"] for r in table] == ["none", "full", "full", "houlsby", "full"]
     houlsby = table[3]
     assert houlsby["vs_full_pct"] == pytest.approx(100 * (95.0 - 96.0) / 96.0)
     assert houlsby["vs_base"] == pytest.approx(5.0) and houlsby["val_score"] == 94.0
     text = domain_markdown(rows)
-    assert "| mqp | houlsby m=64 | 0.001 | 100 x 2 | 95.00 | -1.04% | +5.00 | 94.00 |" in text
+    assert "| mqp | houlsby m=64 | 0.001 | 100 x 2 | 42 | 95.00 | -1.04% | +5.00 | 94.00 |" in text
