@@ -230,6 +230,7 @@ class DistillPipeline(Pipeline):
         e, t, d, lc = self.encoder_cfg, self.teacher_cfg, self.data_cfg, self.loss_cfg
         return super().axes() | {
             "keep_layers": e.keep_layers,
+            "ffn_size": e.ffn_size,
             "output_dim": e.projection_dim,
             "teacher": t.name if not t.random_init else f"random-{t.random_init.get('model_type')}",
             "teacher_bits": t.bits,

@@ -57,6 +57,10 @@ def merged_backbone(encoder: Encoder) -> torch.nn.Module:
         from lacos_lightning.models.layers import select_layers
 
         base = select_layers(base, encoder.cfg.keep_layers)
+    if encoder.cfg.ffn_size is not None:  # the same neurons: the choice depends only on the loaded weights
+        from lacos_lightning.models.layers import prune_ffn
+
+        base = prune_ffn(base, encoder.cfg.ffn_size)
     name = active_adapter(encoder)
     if name is None or adapter_method(encoder, name) not in PEFT_TYPES:
         return base
@@ -136,6 +140,7 @@ def load_encoder(folder: str | Path, bits: int | None = None) -> Encoder:
         values["name"] = str(folder / "backbone")
         values["random_init"] = None
         values["keep_layers"] = None  # the saved backbone already holds only the kept layers
+        values["ffn_size"] = None  # ... and neurons
     encoder = Encoder(EncoderConfig.from_dict(values))
     method = values["peft"]["method"]
     if method in ("lora", "ia3"):

@@ -107,6 +107,8 @@ class EncoderConfig:
         peft: the parameter-efficient method (:class:`PeftSettings`).
         keep_layers: keep only these transformer layers of the loaded backbone (e.g. ``[0, 5]``), in this
             order: a student initialised from a subset of a teacher's layers (:mod:`models.layers`).
+        ffn_size: keep only this many feed-forward neurons per layer, the most important ones (a thinner
+            student; BERT-like backbones at 32 or 16 bits; :func:`models.layers.prune_ffn`).
     """
 
     name: str = "sentence-transformers/all-MiniLM-L6-v2"
@@ -122,6 +124,7 @@ class EncoderConfig:
     gradient_checkpointing: bool = False
     peft: PeftSettings = field(default_factory=PeftSettings)
     keep_layers: list[int] | None = None
+    ffn_size: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.peft, PeftSettings):
@@ -133,13 +136,17 @@ class EncoderConfig:
             self.pooling in POOLING_MODES,
             f"encoder.pooling={self.pooling!r} is unknown; choose one of {', '.join(POOLING_MODES)}",
         )
-        for key in ("max_seq_length", "projection_dim"):
+        for key in ("max_seq_length", "projection_dim", "ffn_size"):
             value = getattr(self, key)
             require(value is None or (isinstance(value, int) and value >= 1), f"encoder.{key}={value!r} must be >= 1")
         if self.random_init is not None:
             self.random_init = dict(self.random_init)
             require("model_type" in self.random_init, "encoder.random_init needs a model_type (e.g. bloom, bert)")
         self._check_keep_layers()
+        require(
+            self.ffn_size is None or self.bits in (32, 16),
+            f"encoder.ffn_size thins full-precision weights; it cannot be used with encoder.bits={self.bits}",
+        )
         if self.peft.method == "full":
             require(
                 self.bits in (32, 16),

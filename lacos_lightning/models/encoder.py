@@ -46,6 +46,10 @@ class Encoder(nn.Module):
             from lacos_lightning.models.layers import select_layers
 
             model = select_layers(model, cfg.keep_layers)
+        if cfg.ffn_size is not None:
+            from lacos_lightning.models.layers import prune_ffn
+
+            model = prune_ffn(model, cfg.ffn_size)
         self.model_type = model.config.model_type
         self.hidden_size = model.config.hidden_size
         self.max_seq_length = cfg.max_seq_length or self.info.get("max_seq_length") or 128

@@ -1,8 +1,13 @@
-"""The transformer-layer stack of a backbone: find it, keep a subset of it, count its parameters.
+"""The transformer-layer stack of a backbone: find it, keep a subset of it, thin it, count its parameters.
 
 A student initialised from a subset of a teacher's layers (``encoder.keep_layers``, LEALLA's and
 DistilBERT's layer-selection initialisation) keeps the embeddings and the chosen layers, in the given
 order, and its config's layer count is updated so a saved copy loads with the same shape.
+
+A thinner student (``encoder.ffn_size``) keeps, in every layer, the feed-forward neurons that matter
+most: neuron j's importance is the norm of its input row times the norm of its output column (the
+largest its contribution to the layer's output can be, per unit of activation), a magnitude criterion of
+structured pruning. The config's ``intermediate_size`` is updated so a saved copy loads.
 """
 
 from __future__ import annotations
@@ -54,6 +59,46 @@ def select_layers(model: nn.Module, keep: list[int]) -> nn.Module:
     config.num_hidden_layers = len(keep)  # BLOOM maps this onto n_layer
     if getattr(config, "layer_types", None):
         config.layer_types = [config.layer_types[i] for i in keep]
+    return model
+
+
+# Feed-forward (input Linear, output Linear) of a layer, by architecture family, and the config field
+# that holds their width.
+FFN_PATHS = (("intermediate.dense", "output.dense"),)  # BERT, RoBERTa, XLM-R, MiniLM, ELECTRA ...
+
+
+def prune_ffn(model: nn.Module, size: int) -> nn.Module:
+    """Keep the ``size`` most important feed-forward neurons of every layer of ``model``, in place."""
+    import torch
+
+    _, _, layers = layer_stack(model)
+    config = model.config
+    width = getattr(config, "intermediate_size", None)
+    for layer in layers:
+        pair = next(((a, b) for a, b in FFN_PATHS if isinstance(_get(layer, a), nn.Linear)), None)
+        if pair is None or width is None:
+            raise ConfigError(
+                f"encoder.ffn_size: cannot thin the feed-forward layers of {config.model_type} "
+                "(supported: BERT-like encoders with intermediate.dense and output.dense)"
+            )
+        up, down = _get(layer, pair[0]), _get(layer, pair[1])
+        if not 1 <= size <= up.out_features:
+            raise ConfigError(f"encoder.ffn_size={size} must be between 1 and the backbone's {up.out_features}")
+        with torch.no_grad():
+            importance = up.weight.float().norm(dim=1) * down.weight.float().norm(dim=0)
+            keep = importance.topk(size).indices.sort().values
+            new_up = nn.Linear(up.in_features, size, bias=up.bias is not None, dtype=up.weight.dtype)
+            new_up.weight.copy_(up.weight[keep])
+            if up.bias is not None:
+                new_up.bias.copy_(up.bias[keep])
+            new_down = nn.Linear(size, down.out_features, bias=down.bias is not None, dtype=down.weight.dtype)
+            new_down.weight.copy_(down.weight[:, keep])
+            if down.bias is not None:
+                new_down.bias.copy_(down.bias)
+        for path, module in ((pair[0], new_up), (pair[1], new_down)):
+            owner_path, _, attr = path.rpartition(".")
+            setattr(_get(layer, owner_path), attr, module.to(up.weight.device))
+    config.intermediate_size = size
     return model
 
 

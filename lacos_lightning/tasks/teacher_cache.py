@@ -70,7 +70,7 @@ def teacher_identity(teacher: Encoder) -> dict[str, Any]:
         "append_eos": teacher.info.get("append_eos"),
         "keep_layers": getattr(cfg, "keep_layers", None),
         "output_dim": teacher.output_dim,
-    }
+    } | ({"ffn_size": cfg.ffn_size} if getattr(cfg, "ffn_size", None) else {})  # absent: earlier caches stay valid
 
 
 @torch.inference_mode()
