@@ -11,7 +11,8 @@ import torch
 from transformers import AutoModel
 
 from lacos_lightning.models import Encoder, EncoderConfig
-from lacos_lightning.models.layers import select_layers, size_counts
+from lacos_lightning.errors import ConfigError
+from lacos_lightning.models.layers import prune_ffn, select_layers, size_counts
 from lacos_lightning.pipeline import Pipeline
 from tests.conftest import MINILM, TINY_BERT, TINY_BLOOM, compose_train
 
@@ -95,6 +96,7 @@ def test_tiny_teacher_into_tiny_student_gets_closer(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("peft", ["full", "lora"])
 def test_layer_subset_student_exports_to_sentence_transformers(tmp_path: Path, peft: str) -> None:
+    """Layers 0 and 3 of the teacher, each thinned to 96 of its 128 feed-forward neurons."""
     from sentence_transformers import SentenceTransformer
 
     from lacos_lightning.export import load_encoder
@@ -104,6 +106,7 @@ def test_layer_subset_student_exports_to_sentence_transformers(tmp_path: Path, p
         tmp_path,
         STUDENT_OF_TEACHER,
         "encoder.keep_layers=[0, 3]",
+        "encoder.ffn_size=96",
         "encoder.projection_dim=16",
         f"peft={peft}",
         "data.max_train_samples=96",
@@ -122,6 +125,7 @@ def test_layer_subset_student_exports_to_sentence_transformers(tmp_path: Path, p
     ours = load_encoder(record["exports"]["adapter"]).encode(texts)
     st = SentenceTransformer(record["exports"]["sentence_transformers"], device="cpu")
     assert st[0].auto_model.config.num_hidden_layers == 2
+    assert st[0].auto_model.config.intermediate_size == 96
     theirs = torch.from_numpy(st.encode(texts))
     assert theirs.shape == (4, 16)
     torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=0)
@@ -215,6 +219,41 @@ def test_select_layers_bloom_and_size_counts() -> None:
     embedding = model.get_input_embeddings().weight.numel()
     assert counts["embedding_params"] == embedding
     assert counts["non_embedding_params"] == sum(p.numel() for p in model.parameters()) - embedding
+
+
+def test_prune_ffn_equals_the_full_model_with_the_other_neurons_silenced() -> None:
+    model = Encoder(EncoderConfig(name=MINILM, random_init=TEACHER, peft={"method": "none"})).base_model.eval()
+    silenced = Encoder(EncoderConfig(name=MINILM, random_init=TEACHER, peft={"method": "none"})).base_model.eval()
+    size = 48
+    with torch.no_grad():  # by hand: neuron j's importance = |row j of W_in| * |column j of W_out|
+        for layer in silenced.encoder.layer:
+            w_in, w_out = layer.intermediate.dense.weight, layer.output.dense.weight
+            importance = [w_in[j].norm().item() * w_out[:, j].norm().item() for j in range(w_in.shape[0])]
+            dropped = sorted(range(len(importance)), key=lambda j: -importance[j])[size:]
+            w_out[:, dropped] = 0.0  # a silenced neuron adds nothing to the layer's output
+    prune_ffn(model, size)
+    assert model.config.intermediate_size == size
+    assert all(layer.intermediate.dense.out_features == size for layer in model.encoder.layer)
+    assert all(layer.output.dense.in_features == size for layer in model.encoder.layer)
+    ids = torch.tensor([[101, 2023, 2003, 1037, 3231, 102]])
+    mask = torch.ones_like(ids)
+    torch.testing.assert_close(
+        model(input_ids=ids, attention_mask=mask).last_hidden_state,
+        silenced(input_ids=ids, attention_mask=mask).last_hidden_state,
+    )
+    # a saved pruned model loads with its new width
+    assert type(model)(type(model.config).from_dict(model.config.to_dict())).encoder.layer[0].intermediate.dense.out_features == size
+
+
+def test_prune_ffn_refuses_what_it_cannot_thin() -> None:
+    bloom = Encoder(EncoderConfig(name=MINILM, random_init=TINY_BLOOM, peft={"method": "none"})).base_model
+    with pytest.raises(ConfigError, match="cannot thin the feed-forward layers of bloom"):
+        prune_ffn(bloom, 8)
+    bert = Encoder(EncoderConfig(name=MINILM, random_init=TEACHER, peft={"method": "none"})).base_model
+    with pytest.raises(ConfigError, match="must be between 1 and the backbone's 128"):
+        prune_ffn(bert, 500)
+    with pytest.raises(ConfigError, match="ffn_size thins full-precision weights"):
+        EncoderConfig(name=MINILM, ffn_size=8, bits=8)
 
 
 def test_tatoeba_hand_made_example(tmp_path: Path) -> None:
