@@ -10,8 +10,8 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from lacos_lightning.models import Encoder, EncoderConfig
 from lacos_lightning.errors import ConfigError
+from lacos_lightning.models import Encoder, EncoderConfig
 from lacos_lightning.models.layers import prune_ffn, select_layers, size_counts
 from lacos_lightning.pipeline import Pipeline
 from tests.conftest import MINILM, TINY_BERT, TINY_BLOOM, compose_train
@@ -242,7 +242,12 @@ def test_prune_ffn_equals_the_full_model_with_the_other_neurons_silenced() -> No
         silenced(input_ids=ids, attention_mask=mask).last_hidden_state,
     )
     # a saved pruned model loads with its new width
-    assert type(model)(type(model.config).from_dict(model.config.to_dict())).encoder.layer[0].intermediate.dense.out_features == size
+    assert (
+        type(model)(type(model.config).from_dict(model.config.to_dict()))
+        .encoder.layer[0]
+        .intermediate.dense.out_features
+        == size
+    )
 
 
 def test_prune_ffn_refuses_what_it_cannot_thin() -> None:
