@@ -13,23 +13,20 @@ reloads the base. An entry whose base fingerprint differs from the encoder's is 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from lacos_lightning.errors import ConfigError, require
 from lacos_lightning.models import Encoder
 from lacos_lightning.models.adapters import BottleneckAdapters
+from lacos_lightning.models.fingerprint import weights_fingerprint
 
 PEFT_TYPES = ("lora", "ia3")
 BOTTLENECK = ("houlsby", "pfeiffer")
 STORABLE = PEFT_TYPES + BOTTLENECK
-_FINGERPRINTS: dict[tuple[str, int, int], str] = {}
 
 
 @dataclass
@@ -65,46 +62,6 @@ class StoreConfig:
         return cfg
 
 
-# -- fingerprint --------------------------------------------------------------------------------------
-def _weights_folder(weights: str) -> Path:
-    folder = Path(weights)
-    if folder.is_dir():
-        return folder
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(weights, local_files_only=True))
-    except Exception as err:
-        raise ConfigError(f"cannot find the weights of {weights!r} locally to fingerprint them") from err
-
-
-def fingerprint(weights: str) -> str:
-    """SHA-256 (first 16 hex digits) over the base model's saved tensors: names, dtypes, shapes, bytes.
-
-    Read from the weight files, so the same base loaded at 32, 16, 8 or 4 bits has one fingerprint.
-    """
-    folder = _weights_folder(weights)
-    files = sorted(folder.glob("*.safetensors"))
-    require(bool(files), f"{folder}: no .safetensors weights to fingerprint")
-    stat = [(f.stat().st_size, int(f.stat().st_mtime)) for f in files]
-    key = (str(folder.resolve()), sum(s for s, _ in stat), max(m for _, m in stat))
-    if key not in _FINGERPRINTS:
-        from safetensors import safe_open
-
-        digest = hashlib.sha256()
-        tensors: dict[str, tuple[Path, str]] = {}
-        for file in files:
-            with safe_open(str(file), framework="pt") as fh:
-                tensors.update({name: (file, name) for name in fh.keys()})  # noqa: SIM118
-        for name in sorted(tensors):
-            with safe_open(str(tensors[name][0]), framework="pt") as fh:
-                tensor = fh.get_tensor(name)
-            digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-            digest.update(tensor.contiguous().view(torch.uint8).numpy().tobytes())
-        _FINGERPRINTS[key] = digest.hexdigest()[:16]
-    return _FINGERPRINTS[key]
-
-
 def base_identity(encoder: Encoder) -> dict[str, Any]:
     """The encoder's base: its name and the fingerprint of its weights."""
     require(
@@ -114,7 +71,7 @@ def base_identity(encoder: Encoder) -> dict[str, Any]:
     return {
         "name": encoder.cfg.name,
         "random_init": encoder.cfg.random_init,
-        "fingerprint": fingerprint(encoder.info["weights"]),
+        "fingerprint": weights_fingerprint(encoder.info["weights"]),
     }
 
 

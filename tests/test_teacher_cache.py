@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from lacos_lightning.models import Encoder, EncoderConfig
-from lacos_lightning.tasks.teacher_cache import TeacherCache, weights_fingerprint
+from lacos_lightning.models.fingerprint import weights_fingerprint
+from lacos_lightning.tasks.teacher_cache import TeacherCache
 from tests.conftest import MINILM, TINY_BERT
 
 TEXTS = ["A man plays the guitar.", "Two dogs run in a field.", "x", "A woman is reading a long book on a bench."]
@@ -79,6 +80,18 @@ def test_copied_weights_keep_the_fingerprint(tmp_path: Path, teacher: Encoder) -
     copy = tmp_path / "copy"
     shutil.copytree(teacher.info["weights"], copy)
     assert weights_fingerprint(copy) == weights_fingerprint(teacher.info["weights"])
+    (copy / "model.safetensors").write_bytes(b"other bytes")
+    assert weights_fingerprint(copy) != weights_fingerprint(teacher.info["weights"])
+
+
+def test_fingerprint_of_weights_that_are_not_here_is_an_error(tmp_path: Path) -> None:
+    from lacos_lightning.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cannot find the weights of 'nobody/no-such-model' locally"):
+        weights_fingerprint("nobody/no-such-model")  # a hub id absent from the local cache (HF_HUB_OFFLINE)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="no weight files"):
+        weights_fingerprint(tmp_path / "empty")
 
 
 def test_unreadable_file_is_rebuilt(tmp_path: Path, teacher: Encoder) -> None:

@@ -24,35 +24,14 @@ import torch
 from tqdm.auto import tqdm
 
 from lacos_lightning.models import Encoder
+from lacos_lightning.models.fingerprint import weights_fingerprint
 
 log = logging.getLogger("lacos_lightning")
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
-_FINGERPRINTS: dict[tuple[str, int, float], str] = {}
 
 
 def default_cache_dir() -> Path:
     """``$LACOS_CACHE_DIR/teacher_embeddings``, else ``~/.cache/lacos_lightning/teacher_embeddings``."""
     return Path(os.environ.get("LACOS_CACHE_DIR", Path.home() / ".cache" / "lacos_lightning")) / "teacher_embeddings"
-
-
-def weights_fingerprint(location: str | Path) -> str:
-    """SHA-256 (16 hex digits) over the weight files of a model folder (or one file), in name order."""
-    path = Path(location)
-    files = sorted(p for p in path.rglob("*") if p.suffix in WEIGHT_SUFFIXES) if path.is_dir() else [path]
-    digest = hashlib.sha256()
-    for file in files:
-        if not file.is_file():
-            continue
-        stat = file.stat()
-        key = (str(file.resolve()), stat.st_size, stat.st_mtime)
-        if key not in _FINGERPRINTS:
-            part = hashlib.sha256()
-            with file.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    part.update(block)
-            _FINGERPRINTS[key] = part.hexdigest()
-        digest.update(file.name.encode() + _FINGERPRINTS[key].encode())
-    return digest.hexdigest()[:16]
 
 
 def teacher_identity(teacher: Encoder) -> dict[str, Any]:
