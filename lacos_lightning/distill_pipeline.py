@@ -238,5 +238,5 @@ class DistillPipeline(Pipeline):
             "data_volume": len(self.records),
             "heldout": len(self.heldout),
             "batch_size": d.batch_size,
-            "loss": f"distill(mse={lc.mse}, kl={lc.kl}, bitext={lc.bitext})",
+            "loss": f"distill(mse={lc.mse}, kl={lc.kl}, sim={lc.sim}, bitext={lc.bitext})",
         }

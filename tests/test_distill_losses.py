@@ -14,6 +14,7 @@ from lacos_lightning.losses.distill import (
     feature_mse,
     logit_kl,
     similarity_logits,
+    similarity_mse,
 )
 from lacos_lightning.tasks.distill import distill_losses
 
@@ -49,6 +50,15 @@ def test_logit_kl_gradient_only_reaches_student() -> None:
     teacher = torch.randn(3, 4, requires_grad=True)
     logit_kl(student, teacher).backward()
     assert student.grad is not None and teacher.grad is None
+
+
+def test_similarity_mse_by_hand() -> None:
+    student = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])  # cosines: (1,2) 0, (1,3) and (2,3) 1/sqrt2
+    teacher = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 5.0]])  # cosines: (1,2) 1, (1,3) and (2,3) 0
+    r = 1 / math.sqrt(2)
+    expected = (1.0 + r**2 + r**2) / 3  # the same three pairs, each counted twice, over 6 off-diagonal cells
+    assert similarity_mse(student, teacher).item() == pytest.approx(expected, abs=1e-6)
+    assert similarity_mse(teacher * 3, teacher).item() == pytest.approx(0.0, abs=1e-7)
 
 
 def test_bitext_am_softmax_identity_by_hand() -> None:
@@ -111,15 +121,17 @@ def test_distill_losses_weighted_sum_projection_and_bitext() -> None:
     student, target = torch.randn(6, 3), torch.randn(6, 5)
     translated, counterpart = torch.tensor([4, 5]), torch.randn(2, 3)
     projection = torch.nn.Linear(3, 5)
-    cfg = DistillLossConfig(mse=0.5, kl=2.0, bitext=3.0, temperature=0.1, scale=10.0, margin=0.2)
+    cfg = DistillLossConfig(mse=0.5, kl=2.0, sim=4.0, bitext=3.0, temperature=0.1, scale=10.0, margin=0.2)
     terms = distill_losses(student, target, cfg, projection, translated, counterpart)
-    assert set(terms) == {"mse", "kl", "bitext", "loss"}
-    total = 0.5 * terms["mse"] + 2.0 * terms["kl"] + 3.0 * terms["bitext"]
+    assert set(terms) == {"mse", "kl", "sim", "bitext", "loss"}
+    total = 0.5 * terms["mse"] + 2.0 * terms["kl"] + 4.0 * terms["sim"] + 3.0 * terms["bitext"]
     assert terms["loss"].item() == pytest.approx(total.item())
     n = torch.nn.functional.normalize
     assert terms["mse"].item() == pytest.approx(
         ((projection(n(student, dim=-1)) - n(target, dim=-1)) ** 2).mean().item()
     )
+    cos_s, cos_t = n(student, dim=-1) @ n(student, dim=-1).T, n(target, dim=-1) @ n(target, dim=-1).T
+    assert terms["sim"].item() == pytest.approx(((cos_s - cos_t) ** 2).sum().item() / 30, abs=1e-6)  # diagonal 0
     assert terms["bitext"].item() == pytest.approx(bitext_am_softmax(counterpart, student[4:], 10.0, 0.2).item())
     no_pairs = distill_losses(student, target, cfg, projection)
     assert "bitext" not in no_pairs
@@ -129,6 +141,7 @@ def test_distill_losses_weighted_sum_projection_and_bitext() -> None:
     ("kwargs", "field"),
     [
         ({"mse": -1.0}, "loss.mse"),
+        ({"sim": -0.5}, "loss.sim"),
         ({"mse": 0, "kl": 0, "bitext": 0}, "all 0"),
         ({"temperature": 0}, "loss.temperature"),
         ({"margin": 1.5}, "loss.margin"),

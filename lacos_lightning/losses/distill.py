@@ -5,6 +5,9 @@ Pure functions of student and teacher embeddings, so tests can check them on han
 - :func:`feature_mse`: mean squared error between (projected) student and teacher embeddings;
 - :func:`logit_kl`: KL divergence from the teacher's to the student's in-batch similarity distributions,
   each row a softmax over ``cos / temperature``; works whatever the two output dimensions are;
+- :func:`similarity_mse`: mean squared error between the student's and the teacher's in-batch cosine
+  similarity matrices (relational distillation): the graded similarities STS measures, over the whole
+  range rather than the nearest neighbours a low-temperature softmax weighs most;
 - :func:`bitext_am_softmax`: additive-margin softmax over in-batch translation pairs, both directions
   (LaBSE's bidirectional loss), which trains retrieval directly.
 
@@ -50,6 +53,14 @@ def logit_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torc
     return F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
 
 
+def similarity_mse(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean over the off-diagonal pairs (i != j) of ``(cos(s_i, s_j) - cos(t_i, t_j))^2``."""
+    n = student.size(0)
+    off = ~torch.eye(n, dtype=torch.bool, device=student.device)
+    diff = cosine_matrix(student.float(), student.float()) - cosine_matrix(teacher.float(), teacher.float())
+    return diff[off].pow(2).mean()
+
+
 def bitext_am_softmax(source: torch.Tensor, target: torch.Tensor, scale: float, margin: float) -> torch.Tensor:
     """Bidirectional additive-margin softmax (Yang et al. 2019; LaBSE).
 
@@ -75,6 +86,7 @@ class DistillLossConfig:
             ``false`` compares them before normalisation, where differences are larger.
         kl: weight of :func:`logit_kl` over in-batch cosine similarities.
         temperature: temperature of the similarity softmax for ``kl``.
+        sim: weight of :func:`similarity_mse` (in-batch cosine similarities, student against teacher).
         bitext: weight of :func:`bitext_am_softmax` on the batch's (source, translation) pairs.
         scale: inverse temperature of the bitext softmax.
         margin: additive margin of the bitext softmax.
@@ -88,6 +100,7 @@ class DistillLossConfig:
     mse_normalized: bool = True
     kl: float = 1.0
     temperature: float = 0.05
+    sim: float = 0.0
     bitext: float = 0.0
     scale: float = 20.0
     margin: float = 0.3
@@ -95,10 +108,13 @@ class DistillLossConfig:
 
     def __post_init__(self) -> None:
         require(self.name == "distill", f"loss.name={self.name!r}: task=distill takes loss=distill")
-        for key in ("mse", "kl", "bitext"):
+        for key in ("mse", "kl", "sim", "bitext"):
             value = getattr(self, key)
             require(isinstance(value, (int, float)) and value >= 0, f"loss.{key}={value!r} must be a weight >= 0")
-        require(self.mse + self.kl + self.bitext > 0, "loss.mse, loss.kl and loss.bitext are all 0: nothing to train")
+        require(
+            self.mse + self.kl + self.sim + self.bitext > 0,
+            "loss.mse, loss.kl, loss.sim and loss.bitext are all 0: nothing to train",
+        )
         require(self.temperature > 0, f"loss.temperature={self.temperature!r} must be > 0")
         require(self.scale > 0, f"loss.scale={self.scale!r} must be > 0")
         require(0 <= self.margin < 1, f"loss.margin={self.margin!r} must be in [0, 1)")

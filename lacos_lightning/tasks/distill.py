@@ -25,6 +25,7 @@ from lacos_lightning.losses.distill import (
     feature_mse,
     logit_kl,
     similarity_logits,
+    similarity_mse,
 )
 from lacos_lightning.models import Encoder
 from lacos_lightning.tasks.contrastive import EmbeddingTask
@@ -124,7 +125,7 @@ def distill_losses(
         counterpart: (m, d) embeddings of those translations' sources.
 
     Returns:
-        ``mse``, ``kl``, ``bitext`` (those with a weight > 0 that apply, unweighted) and ``loss`` (the
+        ``mse``, ``kl``, ``sim``, ``bitext`` (those with a weight > 0 that apply, unweighted) and ``loss`` (the
         weighted sum).
     """
     student_n, target_n = F.normalize(student, dim=-1), F.normalize(target, dim=-1)
@@ -139,6 +140,8 @@ def distill_losses(
             similarity_logits(student_n, student_n, cfg.temperature, True),
             similarity_logits(target_n, target_n, cfg.temperature, True),
         )
+    if cfg.sim > 0 and student.size(0) >= 2:
+        out["sim"] = similarity_mse(student_n, target_n)
     if cfg.bitext > 0 and translated is not None and translated.numel() >= 2:
         out["bitext"] = bitext_am_softmax(counterpart, student[translated], cfg.scale, cfg.margin)
     out["loss"] = sum(getattr(cfg, name) * value for name, value in list(out.items()))
