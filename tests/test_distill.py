@@ -279,3 +279,17 @@ def test_tatoeba_hand_made_example(tmp_path: Path) -> None:
         [{"kind": "bitext_file", "path": "tatoeba/tatoeba.xyz-eng", "langs": ["xyz", "eng"]}], tmp_path
     )
     assert same.run(encoder, progress=False)["bitext/tatoeba.xyz-eng-xyz-eng/accuracy"] == pytest.approx(100 / 3)
+
+
+def test_compress_preset_student_keeps_at_most_a_third_of_the_teacher_layers(tmp_path: Path) -> None:
+    """Result 1's size condition, counted on the composed preset's real student and the stock teacher."""
+    from omegaconf import OmegaConf
+
+    cfg = compose_train(["experiment=distill_compress"], tmp_path)
+    student = Encoder(EncoderConfig.from_dict(OmegaConf.to_container(cfg.encoder, resolve=True)))
+    teacher = AutoModel.from_pretrained(student.info["weights"])
+    teacher_layers = sum(p.numel() for p in teacher.encoder.layer.parameters())
+    student_layers = sum(p.numel() for p in student.base_model.encoder.layer.parameters())
+    assert teacher_layers == 10_646_784
+    assert student_layers <= teacher_layers / 3
+    assert student.output_dim == 128
