@@ -24,7 +24,7 @@ from lacos_lightning.eval import build_evaluators
 from lacos_lightning.losses import LossConfig
 from lacos_lightning.models import Encoder, EncoderConfig
 from lacos_lightning.run_record import RunRecord, SpeedMonitor
-from lacos_lightning.strategies import full_weights, resolve_strategy
+from lacos_lightning.strategies import check_strategy, full_weights, resolve_strategy
 from lacos_lightning.tasks import ContrastiveTask, OptimConfig
 
 log = logging.getLogger("lacos_lightning")
@@ -166,6 +166,7 @@ class Pipeline:
 
     def _run(self) -> None:
         self.settings()
+        check_strategy(_plain(self.cfg.trainer))  # a strategy that cannot run here stops before any data or model
         self.read_data()
         self.record.update(axes=self.axes())
         trainer = self.trainer()
