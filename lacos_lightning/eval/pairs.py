@@ -11,13 +11,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 from torchmetrics import Metric
 from torchmetrics.functional.classification import binary_average_precision
 from torchmetrics.functional.regression import spearman_corrcoef
 from torchmetrics.utilities import dim_zero_cat
 
-from lacos_lightning.eval.base import Evaluator, text_loader
+from lacos_lightning.eval.sts import STSEvaluator
 
 
 def best_accuracy(scores: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
@@ -71,7 +70,7 @@ class PairScores(Metric):
         return out
 
 
-class PairClassificationEvaluator(Evaluator):
+class PairClassificationEvaluator(STSEvaluator):
     """AP, best accuracy (and Spearman for graded labels) of cos(anchor, positive).
 
     Args:
@@ -80,21 +79,12 @@ class PairClassificationEvaluator(Evaluator):
         batch_size: pairs per batch (pairs are sorted by length to cut padding).
     """
 
-    def __init__(self, name: str, records: list[dict[str, Any]], batch_size: int = 64) -> None:
-        super().__init__(batch_size)
-        self.name = name
-        self.rows = sorted(records, key=lambda r: -max(len(r["anchor"]), len(r["positive"])))
-        self.metric = PairScores()
-
-    def dataloader(self) -> DataLoader:
-        return text_loader(self.rows, self.batch_size)
+    def make_metric(self) -> PairScores:
+        return PairScores()
 
     def update(self, encoder: Any, batch: dict[str, Any]) -> None:
-        n = len(batch["anchor"])
-        features = {k: v.to(encoder.device) for k, v in encoder.tokenize(batch["anchor"] + batch["positive"]).items()}
-        emb = encoder(features).float()
-        cos = F.cosine_similarity(emb[:n], emb[n:], dim=-1)
-        self.metric.update(cos, torch.tensor(batch["score"], dtype=torch.float32, device=cos.device))
+        anchor, positive, gold = self.embed_pairs(encoder, batch)
+        self.metric.update(F.cosine_similarity(anchor.float(), positive.float(), dim=-1), gold)
 
     def compute(self) -> dict[str, float]:
         return {f"domain/{self.name}/{key}": value for key, value in self.metric.compute().items()}

@@ -25,17 +25,25 @@ class STSEvaluator(Evaluator):
         super().__init__(batch_size)
         self.name = name
         self.rows = sorted(records, key=lambda r: -max(len(r["anchor"]), len(r["positive"])))
-        self.metric = SpearmanCorrCoef()
+        self.metric = self.make_metric()
+
+    def make_metric(self) -> Any:
+        return SpearmanCorrCoef()
 
     def dataloader(self) -> DataLoader:
         return text_loader(self.rows, self.batch_size)
 
-    def update(self, encoder: Any, batch: dict[str, Any]) -> None:
+    @staticmethod
+    def embed_pairs(encoder: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Anchors and positives embedded in one forward, and the gold scores, on the encoder's device."""
         n = len(batch["anchor"])
         features = {k: v.to(encoder.device) for k, v in encoder.tokenize(batch["anchor"] + batch["positive"]).items()}
         emb = encoder(features)
-        cos = F.cosine_similarity(emb[:n], emb[n:], dim=-1)
-        self.metric.update(cos.float(), torch.tensor(batch["score"], dtype=torch.float32, device=cos.device))
+        return emb[:n], emb[n:], torch.tensor(batch["score"], dtype=torch.float32, device=emb.device)
+
+    def update(self, encoder: Any, batch: dict[str, Any]) -> None:
+        anchor, positive, gold = self.embed_pairs(encoder, batch)
+        self.metric.update(F.cosine_similarity(anchor, positive, dim=-1).float(), gold)
 
     def compute(self) -> dict[str, float]:
         return {f"sts/{self.name}/spearman": float(self.metric.compute()) * 100}
