@@ -91,3 +91,13 @@ def test_cli_run_completes(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "run" / "metrics.json").is_file()
     assert (tmp_path / "run" / ".hydra" / "config.yaml").is_file()
+
+
+@needs_data
+def test_lr_group_that_matches_nothing_stops_before_training(tmp_path: Path) -> None:
+    """Parameter names exist only once the model is built: the check runs then, before the first step."""
+    proc = run_train("experiment=tiny_smoke", "optim.lr_groups={word_embedings:1e-3}", tmp_path=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "'word_embedings' matches no trainable parameter" in lines[0], proc.stderr[-2000:]
+    assert not (tmp_path / "run" / "checkpoints").exists()

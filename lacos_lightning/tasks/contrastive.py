@@ -40,7 +40,7 @@ class EmbeddingTask(pl.LightningModule):
         self.strict_loading = False  # checkpoints hold only the trainable weights
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return self.optim.build(self.parameters(), self._total_steps())
+        return self.optim.build(self.named_parameters(), self._total_steps())
 
     def _total_steps(self) -> int:
         """Optimizer steps of the whole run, for the schedule.
