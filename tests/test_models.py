@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import bitsandbytes as bnb
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ import torch
 
 from lacos_lightning.errors import ConfigError
 from lacos_lightning.models.config import EncoderConfig, LoraSettings
-from lacos_lightning.models.encoder import Encoder
+from lacos_lightning.models.encoder import Encoder, warn_quantized_without_cuda
 from tests.conftest import MINILM, TINY_BERT, TINY_BLOOM
 
 TEXTS = [
@@ -220,6 +222,17 @@ def test_8bit_layers_really_quantized() -> None:
         assert isinstance(key, bnb.nn.Linear8bitLt) and key.weight.dtype == torch.int8
     emb = encoder.encode(TEXTS[:3])
     assert emb.shape == (3, 64) and torch.isfinite(emb).all()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the warning is for machines without CUDA")
+def test_quantized_backbone_on_cpu_warns_once_per_bit_width(caplog) -> None:
+    warn_quantized_without_cuda.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="lacos_lightning"):
+        tiny(TINY_BERT, bits=8)
+        tiny(TINY_BERT, bits=8)
+        tiny(TINY_BERT, bits=32)
+    said = [r.getMessage() for r in caplog.records if "without CUDA" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("encoder.bits=8 without CUDA"), said
 
 
 def test_4bit_layers_really_quantized() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections.abc import Sequence
@@ -29,6 +30,18 @@ def default_target_modules(model_type: str) -> list[str]:
     if not targets:
         raise ConfigError(f"no default LoRA target modules for model type {model_type!r}; set peft.target_modules")
     return list(targets)
+
+
+@functools.cache
+def warn_quantized_without_cuda(bits: int) -> None:
+    """Say once per process that 8/4 bits save nothing on a CPU (measured in README "Benchmarks")."""
+    log.warning(
+        "encoder.bits=%d without CUDA: on a CPU bitsandbytes' %d-bit layers were slower and used more memory "
+        "than 32 bits (README, Benchmarks); the savings are CUDA figures. Use encoder.bits=32 or 16 here "
+        "unless you are testing the quantized path.",
+        bits,
+        bits,
+    )
 
 
 class Encoder(nn.Module):
@@ -69,6 +82,8 @@ class Encoder(nn.Module):
         """
         settings = self.cfg.peft
         if self.cfg.bits in (8, 4):
+            if not torch.cuda.is_available():
+                warn_quantized_without_cuda(self.cfg.bits)
             model = prepare_model_for_kbit_training(
                 model,
                 use_gradient_checkpointing=self.cfg.gradient_checkpointing,
