@@ -23,8 +23,9 @@ def _model() -> torch.nn.Module:
 def test_lr_groups_move_each_group_by_its_own_learning_rate(name: str) -> None:
     """Adam's first step moves every weight with a non-zero gradient by lr (m / sqrt(v) = sign(g))."""
     model = _model()
-    cfg = OptimConfig(name=name, lr=1e-4, weight_decay=0.0, schedule="constant", warmup_ratio=0.0,
-                      lr_groups={"word_embeddings": 1e-2})
+    cfg = OptimConfig(
+        name=name, lr=1e-4, weight_decay=0.0, schedule="constant", warmup_ratio=0.0, lr_groups={"word_embeddings": 1e-2}
+    )
     optimizer = cfg.build(model.named_parameters(), total_steps=10)["optimizer"]
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     out = model.layer(model.word_embeddings(torch.arange(10)))
@@ -41,8 +42,7 @@ def test_lr_groups_move_each_group_by_its_own_learning_rate(name: str) -> None:
 
 def test_lr_groups_follow_one_schedule() -> None:
     model = _model()
-    cfg = OptimConfig(name="adamw", lr=1e-4, schedule="linear", warmup_ratio=0.5,
-                      lr_groups={"embeddings": 3e-3})
+    cfg = OptimConfig(name="adamw", lr=1e-4, schedule="linear", warmup_ratio=0.5, lr_groups={"embeddings": 3e-3})
     built = cfg.build(model.named_parameters(), total_steps=4)
     optimizer, scheduler = built["optimizer"], built["lr_scheduler"]["scheduler"]
     assert [g["name"] for g in optimizer.param_groups] == ["embeddings", "default"]

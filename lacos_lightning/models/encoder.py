@@ -36,10 +36,9 @@ def default_target_modules(model_type: str) -> list[str]:
 def warn_quantized_without_cuda(bits: int) -> None:
     """Say once per process that 8/4 bits save nothing on a CPU (measured in README "Benchmarks")."""
     log.warning(
-        "encoder.bits=%d without CUDA: on a CPU bitsandbytes' %d-bit layers were slower and used more memory "
+        "encoder.bits=%d without CUDA: on a CPU bitsandbytes' quantized layers were slower and used more memory "
         "than 32 bits (README, Benchmarks); the savings are CUDA figures. Use encoder.bits=32 or 16 here "
         "unless you are testing the quantized path.",
-        bits,
         bits,
     )
 

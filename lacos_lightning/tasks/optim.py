@@ -43,9 +43,7 @@ class OptimConfig:
         require(0 <= self.warmup_ratio < 1, f"optim.warmup_ratio={self.warmup_ratio!r} must be in [0, 1)")
         self.lr_groups = dict(self.lr_groups or {})
         for key, lr in self.lr_groups.items():
-            require(
-                isinstance(lr, (int, float)) and lr > 0, f"optim.lr_groups.{key}={lr!r} must be a number > 0"
-            )
+            require(isinstance(lr, (int, float)) and lr > 0, f"optim.lr_groups.{key}={lr!r} must be a number > 0")
 
     def param_groups(self, named_params: Iterable[tuple[str, torch.nn.Parameter]]) -> list[dict[str, Any]]:
         """The trainable parameters in optimizer groups: one per ``lr_groups`` key that matches, then the rest."""
